@@ -1,0 +1,59 @@
+"""`pangu pretrain`: the training stages' commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pangu_cli.cli import ConfigOption, ForceOption, OverridesArgument, app, run_stage
+
+
+@app.command("pretrain", context_settings={"allow_interspersed_args": True})
+def pretrain(
+    out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics, manifest)."),
+    config: str = ConfigOption,
+    phase: str = typer.Option(None, "--phase", help="Pretraining phase: general (phase)."),
+    input: str = typer.Option(
+        None, "--input", help="Token shards: the output directory of `pangu tokenize`."
+    ),
+    steps: int = typer.Option(None, "--steps", help="Total optimiser steps (train.steps)."),
+    save_every: int = typer.Option(
+        None, "--save-every", help="Checkpoint every N steps (train.save_every)."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Seed for init and data order (train.seed)."),
+    preset: str = typer.Option(None, "--preset", help="Model preset (model.preset)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the run's latest checkpoint (start if none)."
+    ),
+    force: bool = ForceOption,
+    overrides: list[str] = OverridesArgument,
+) -> None:
+    """Pretrain a Pangu model on token shards: AdamW, warmup + cosine, packed sequences with
+    document masks, held-out loss and bits per byte, DCP checkpoints with exact resume."""
+    from pangu_cli.config import load_config
+    from stages.pretrain import PretrainConfig
+    from stages.pretrain import run as run_pretrain
+
+    def go() -> None:
+        flags = {
+            "phase": phase,
+            "data.input": input,
+            "train.steps": steps,
+            "train.save_every": save_every,
+            "train.seed": seed,
+            "model.preset": preset,
+        }
+        cfg = load_config(PretrainConfig, config, overrides, flags, section="pretrain")
+        manifest = run_pretrain(cfg, out, resume=resume, force=force)
+        val = manifest.get("validation", {})
+        if val:
+            first, last = val["first"], val["last"]
+            drop = 100 * (1 - last["val_loss"] / first["val_loss"])
+            typer.echo(
+                f"held-out loss {first['val_loss']:.4f} (step {first['step']}) -> "
+                f"{last['val_loss']:.4f} (step {last['step']}), {drop:.1f}% lower; "
+                f"bits per byte {last['val_bpb']:.4f}"
+            )
+
+    run_stage(go)

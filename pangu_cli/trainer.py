@@ -1,0 +1,150 @@
+"""A small training loop with callbacks (OLMo-core style): the loop does forward,
+backward, clip and step; logging, validation, checkpoints and the progress bar are
+callbacks that watch it."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from pangu_cli.model import cross_entropy
+from pangu_cli.packing import Batch, PackedLoader
+
+
+@dataclass
+class StepResult:
+    step: int  # 1-based: the number of optimiser steps taken so far
+    loss: float
+    grad_norm: float
+    lr: float
+    tokens: int  # tokens trained on so far
+    step_tokens: int
+    step_time_s: float
+    domain_tokens: dict[str, int] = field(default_factory=dict)
+
+
+class Callback:
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer, result: StepResult) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def warmup_cosine(
+    peak_lr: float, min_lr: float, warmup_steps: int, total_steps: int
+) -> Callable[[int], float]:
+    """Linear warmup to peak_lr, then cosine decay to min_lr at total_steps."""
+
+    def lr_at(step: int) -> float:
+        if step < warmup_steps:
+            return peak_lr * (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+    return lr_at
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loader: PackedLoader,
+        *,
+        lr_at: Callable[[int], float],
+        total_steps: int,
+        grad_clip: float,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None,
+        callbacks: Sequence[Callback] = (),
+        step: int = 0,
+        tokens: int = 0,
+    ) -> None:
+        self.model, self.optimizer, self.loader = model, optimizer, loader
+        self.lr_at, self.total_steps, self.grad_clip = lr_at, total_steps, grad_clip
+        self.device, self.autocast_dtype = device, autocast_dtype
+        self.callbacks = list(callbacks)
+        self.step, self.tokens = step, tokens
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def forward_logits(self, batch: Batch) -> torch.Tensor:
+        to = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
+        with self.autocast():
+            return self.model(to(batch.inputs), to(batch.position_ids), to(batch.doc_ids))
+
+    def train_step(self, batch: Batch) -> tuple[float, float]:
+        self.model.train()
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        logits = self.forward_logits(batch)
+        loss = cross_entropy(logits, batch.targets.to(self.device))
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item(), float(grad_norm)
+
+    @torch.no_grad()
+    def evaluate(
+        self, batches: Sequence[tuple[str, Batch]], token_bytes: torch.Tensor
+    ) -> dict[str, float]:
+        """Held-out loss (nats per token) and bits per byte, overall and per domain.
+        Bits per byte counts only targets that decode to bytes (special tokens do not)."""
+        self.model.eval()
+        sums: dict[str, list[float]] = {}  # domain -> [nats, tokens, nats_with_bytes, bytes]
+        for domain, batch in batches:
+            logits = self.forward_logits(batch).float()
+            targets = batch.targets.to(self.device)
+            nats = F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none"
+            )
+            valid = targets.flatten() != -100
+            nbytes = token_bytes[targets.flatten().clamp(min=0)] * valid
+            acc = sums.setdefault(domain, [0.0, 0.0, 0.0, 0.0])
+            acc[0] += float(nats[valid].sum())
+            acc[1] += float(valid.sum())
+            acc[2] += float(nats[nbytes > 0].sum())
+            acc[3] += float(nbytes.sum())
+        total = [sum(v[i] for v in sums.values()) for i in range(4)]
+        out = {"val_loss": total[0] / max(total[1], 1)}
+        out["val_bpb"] = total[2] / math.log(2) / max(total[3], 1)
+        for domain, v in sums.items():
+            out[f"val_loss/{domain}"] = v[0] / max(v[1], 1)
+            out[f"val_bpb/{domain}"] = v[2] / math.log(2) / max(v[3], 1)
+        return out
+
+    def fit(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.step < self.total_steps:
+            start = time.perf_counter()
+            batch = self.loader.next_batch()
+            lr = self.lr_at(self.step)
+            loss, grad_norm = self.train_step(batch)
+            step_tokens = batch.inputs.numel()
+            self.step += 1
+            self.tokens += step_tokens
+            result = StepResult(
+                step=self.step,
+                loss=loss,
+                grad_norm=grad_norm,
+                lr=lr,
+                tokens=self.tokens,
+                step_tokens=step_tokens,
+                step_time_s=time.perf_counter() - start,
+                domain_tokens=batch.domain_tokens,
+            )
+            for cb in self.callbacks:
+                cb.on_step_end(self, result)
+        for cb in self.callbacks:
+            cb.on_train_end(self)

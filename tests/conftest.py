@@ -1,0 +1,62 @@
+"""Shared fixtures: a small tokenized corpus cut from the bundled one, built once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pangu_cli.corpus import document_inputs
+from pangu_cli.shards import read_shard, write_shard
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pangu(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run the `pangu` command in a fresh process, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pangu_cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        **kw,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"pangu {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def small_documents(tmp_path_factory) -> Path:
+    """A few hundred KB of the bundled corpus, every domain, as one document shard."""
+    out = tmp_path_factory.mktemp("docs") / "docs.arrow"
+    tables = []
+    for shard in document_inputs(None):
+        table = read_shard(shard, "document").select(["id", "text", "source", "domain"])
+        table = table.slice(0, 40)
+        texts = [t[:6000] for t in table.column("text").to_pylist()]
+        tables.append(table.set_column(1, "text", pa.array(texts, pa.large_string())))
+    write_shard(out, pa.concat_tables(tables))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokens(tmp_path_factory, small_documents) -> Path:
+    """tokenizer-build (vocab 512) + tokenize of `small_documents`."""
+    root = tmp_path_factory.mktemp("tiny")
+    pangu("tokenizer-build", "--input", small_documents, "--out", root / "tok", "--vocab-size", 512)
+    pangu(
+        "tokenize",
+        "--input",
+        small_documents,
+        "--tokenizer",
+        root / "tok",
+        "--out",
+        root / "tokens",
+        "--workers",
+        1,
+    )
+    return root / "tokens"
