@@ -33,13 +33,19 @@ test: lint
 # The demo pipeline: each stage is a file target on its manifest, so `make demo`
 # reruns only what is missing.
 demo: $(DEMO)/pretrain/manifest.json
-	$(BIN)/pangu model-info --preset demo
+	@$(BIN)/python -c "import json; m = json.load(open('$<')); v = m['validation']; \
+	print(f\"demo done: held-out loss {v['first']['val_loss']:.3f} (step 0) -> \
+	{v['last']['val_loss']:.3f} (step {v['last']['step']}), runs in $(DEMO)/\")"
 
-$(DEMO)/tokenizer/manifest.json: $(STAMP)
-	$(BIN)/pangu tokenizer-build --config demo --out $(DEMO)/tokenizer --force
+$(DEMO)/clean/manifest.json: $(STAMP)
+	$(BIN)/pangu data-clean --config demo --out $(DEMO)/clean --force
+
+$(DEMO)/tokenizer/manifest.json: $(DEMO)/clean/manifest.json
+	$(BIN)/pangu tokenizer-build --config demo --input $(DEMO)/clean --out $(DEMO)/tokenizer --force
 
 $(DEMO)/tokens/manifest.json: $(DEMO)/tokenizer/manifest.json
-	$(BIN)/pangu tokenize --config demo --tokenizer $(DEMO)/tokenizer --out $(DEMO)/tokens --force
+	$(BIN)/pangu tokenize --config demo --input $(DEMO)/clean --tokenizer $(DEMO)/tokenizer \
+		--out $(DEMO)/tokens --force
 
 $(DEMO)/pretrain/manifest.json: $(DEMO)/tokens/manifest.json
 	$(BIN)/pangu pretrain --config demo --phase general --input $(DEMO)/tokens --out $(DEMO)/pretrain --resume

@@ -36,49 +36,23 @@ from pangu_cli.errors import UserError
 from pangu_cli.shards import iter_shard_batches
 
 
-# The report's vocabulary by category (percent of 153,376 tokens). A domain takes its
-# category's share: en English, zh Chinese, math mathematics; code and any other domain
-# share "other" (what is not natural language or maths: code among it).
-REPORT_SHARES = {
-    "en": 44.0, "zh": 27.0, "other": 20.0, "latin": 3.0,
-    "ar": 1.8, "ko": 1.8, "math": 1.4, "ja": 1.0,
-}  # fmt: skip
-ALIASES = {"english": "en", "chinese": "zh", "arabic": "ar", "korean": "ko", "japanese": "ja"}
-
-
 @dataclass
 class TokenizerBuildConfig:
     input: str | None = None  # document shards (file or directory); None = bundled corpus
     vocab_size: int = 8192  # special tokens and the 256 byte tokens included
     # domain_merged: a BPE per domain, merged (the report's method); mixed: one BPE over
-    # every document. domain_merged measures better on the bundled corpus at 8192
-    # (benchmarks/tokenizer.py): zh +70% bytes/token, en -1.7%, code and math within 1%.
-    mode: Literal["domain_merged", "mixed"] = "domain_merged"
+    # every document. On the bundled corpus at 8192 (benchmarks/tokenizer.py), with the
+    # report's shares domain_merged gains 56% bytes per token on zh but loses 5% on en
+    # and 20% on math, whose share of an 8K budget it cuts (the report merged at 153K,
+    # where every domain is near saturation); so mixed is the default. With shares
+    # en=55, zh=5, code=20, math=20 domain_merged is within 3% of mixed everywhere and
+    # better on zh (+14%) and math (+3%).
+    mode: Literal["domain_merged", "mixed"] = "mixed"
     shares: dict[str, float] = field(default_factory=dict)  # domain -> weight; {} = report's
     compare: bool = True  # also train the other mode and report both
     min_frequency: int = 2  # a pair must occur this often to be merged
     heldout_fraction: float = 0.05  # documents held out (by hash of id) to measure compression
     max_chars_per_doc: int = 0  # truncate training documents (speed); 0 = no limit
-
-
-def domain_shares(domains: list[str], shares: dict[str, float]) -> dict[str, float]:
-    """Each domain's fraction of the merge budget: `shares` where given, else the
-    report's table (a category shared by several domains is split between them)."""
-    category = {}
-    for d in domains:
-        c = ALIASES.get(d.lower(), d.lower())
-        category[d] = c if c in REPORT_SHARES else "other"
-    weights = {}
-    for d in domains:
-        if d in shares:
-            weights[d] = float(shares[d])
-        else:
-            same = sum(1 for e in domains if e not in shares and category[e] == category[d])
-            weights[d] = REPORT_SHARES[category[d]] / same
-    total = sum(weights.values())
-    if total <= 0:
-        raise UserError(f"config shares: {shares} gives no domain a positive share")
-    return {d: w / total for d, w in weights.items()}
 
 
 def _hash01(doc_id: str) -> float:
@@ -96,6 +70,9 @@ def _check(config: TokenizerBuildConfig) -> None:
         )
     if not 0.0 <= config.heldout_fraction < 1.0:
         raise UserError(f"config heldout_fraction: {config.heldout_fraction} is not in [0, 1)")
+    for domain, weight in (config.shares or {}).items():
+        if not isinstance(weight, int | float) or weight < 0:
+            raise UserError(f"config shares.{domain}: {weight!r} is not a weight >= 0")
     if config.min_frequency < 1 or config.max_chars_per_doc < 0:
         raise UserError("config: min_frequency must be >= 1 and max_chars_per_doc >= 0")
 
@@ -150,35 +127,30 @@ def new_tokenizer() -> Tokenizer:
     return tok
 
 
-def run(config: TokenizerBuildConfig, out: str | Path, force: bool = False) -> dict[str, Any]:
-    """Train the tokenizer on `config.input` and write tokenizer.json + manifest.json to `out`."""
-    _check(config)
-    start = time.perf_counter()
-    staged = StagedOutput(out, force)  # refuses a complete output now, not after training
-    shards = document_inputs(config.input)
-    heldout_ids, doc_counts = choose_heldout(shards, config.heldout_fraction)
-    n_train = sum(doc_counts.values()) - len(heldout_ids)
-    if n_train <= 0:
-        raise UserError(f"{config.input or 'bundled corpus'}: no documents to train on")
-    heldout: dict[str, list[str]] = {}
-    train_docs: dict[str, int] = {}
-    limit = config.max_chars_per_doc
+def _documents(shards: list[Path]) -> Iterator[tuple[str, str, str]]:
+    """(id, domain, text) of every document, streamed shard by shard."""
+    for shard in shards:
+        for batch in iter_shard_batches(shard, "document"):
+            cols = (batch.column(c).to_pylist() for c in ("id", "domain", "text"))
+            for doc_id, domain, text in zip(*cols, strict=True):
+                yield doc_id, domain, text or ""
 
-    def texts(progress: Progress, task: Any) -> Iterator[str]:
-        # One streaming pass: training text goes to the trainer, held-out text is kept.
-        for shard in shards:
-            for batch in iter_shard_batches(shard, "document"):
-                ids, domains = batch.column("id").to_pylist(), batch.column("domain").to_pylist()
-                for doc_id, domain, text in zip(
-                    ids, domains, batch.column("text").to_pylist(), strict=True
-                ):
-                    text = text or ""
-                    if doc_id in heldout_ids:
-                        heldout.setdefault(domain, []).append(text)
-                        continue
-                    train_docs[domain] = train_docs.get(domain, 0) + 1
-                    progress.advance(task)
-                    yield text[:limit] if limit else text
+
+def train_bpe(
+    texts: Callable[[], Iterator[str]],
+    n: int,
+    config: TokenizerBuildConfig,
+    progress: Progress,
+    label: str,
+) -> Tokenizer:
+    """One byte-level BPE of `config.vocab_size` tokens on `n` training documents."""
+    task = progress.add_task(f"tokenizer-build: {label}", total=n)
+
+    def counted() -> Iterator[str]:
+        limit = config.max_chars_per_doc
+        for text in texts():
+            progress.advance(task)
+            yield text[:limit] if limit else text
 
     tok = new_tokenizer()
     trainer = trainers.BpeTrainer(
@@ -188,16 +160,79 @@ def run(config: TokenizerBuildConfig, out: str | Path, force: bool = False) -> d
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte: no unknowns
         show_progress=False,
     )
+    with _tokenizers_threads():
+        tok.train_from_iterator(counted(), trainer, length=n)
+    tk.check_special_tokens(tok, f"trained tokenizer ({label})")
+    return tok
+
+
+def build(
+    mode: str,
+    config: TokenizerBuildConfig,
+    shards: list[Path],
+    heldout_ids: set[str],
+    train_docs: dict[str, int],
+    progress: Progress,
+) -> tuple[Tokenizer, dict[str, Any]]:
+    """The tokenizer of `mode` and what went into it."""
+    started = time.perf_counter()
+
+    def texts(domain: str | None) -> Callable[[], Iterator[str]]:
+        return lambda: (
+            t
+            for i, d, t in _documents(shards)
+            if i not in heldout_ids and (domain is None or d == domain)
+        )
+
+    if mode == "mixed":
+        tok = train_bpe(texts(None), sum(train_docs.values()), config, progress, "mixed corpus")
+        return tok, {"train_time_s": round(time.perf_counter() - started, 3)}
+    domains = sorted(d for d, n in train_docs.items() if n > 0)
+    shares = tk.domain_shares(domains, config.shares)
+    merges = {
+        d: tk.bpe_merges(train_bpe(texts(d), train_docs[d], config, progress, f"domain {d}"))
+        for d in domains
+    }
+    budget = config.vocab_size - tk.NUM_SPECIAL - 256
+    merged, stats = tk.merge_vocabularies(merges, shares, budget)
+    tok = tk.tokenizer_from_merges(merged)
+    info = {
+        "train_time_s": round(time.perf_counter() - started, 3),
+        "domains": {
+            d: {"share": round(shares[d], 4), "trained_merges": len(merges[d]), **stats[d]}
+            for d in domains
+        },
+    }
+    return tok, info
+
+
+def run(config: TokenizerBuildConfig, out: str | Path, force: bool = False) -> dict[str, Any]:
+    """Build the tokenizer on `config.input`; write tokenizer.json + manifest.json to `out`."""
+    _check(config)
+    start = time.perf_counter()
+    staged = StagedOutput(out, force)  # refuses a complete output now, not after training
+    shards = document_inputs(config.input)
+    heldout_ids, doc_counts = choose_heldout(shards, config.heldout_fraction)
+    heldout: dict[str, list[str]] = {}
+    for doc_id, domain, text in _documents(shards):
+        if doc_id in heldout_ids:
+            heldout.setdefault(domain, []).append(text)
+    train_docs = {d: n - len(heldout.get(d, [])) for d, n in doc_counts.items()}
+    if sum(train_docs.values()) <= 0:
+        raise UserError(f"{config.input or 'bundled corpus'}: no documents to train on")
+    modes = [config.mode]
+    if config.compare:
+        modes.append("mixed" if config.mode == "domain_merged" else "domain_merged")
     console = Console(stderr=True)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("tokenizer-build: counting pairs (documents)", total=n_train)
-        with _tokenizers_threads():
-            tok.train_from_iterator(texts(progress, task), trainer, length=n_train)
-    tk.check_special_tokens(tok, "trained tokenizer")
-    train_s = time.perf_counter() - start
-
-    compression = measure_compression(tok, heldout)
+        built = {m: build(m, config, shards, heldout_ids, train_docs, progress) for m in modes}
+    tok, info = built[config.mode]
+    unreachable = tk.unreachable_tokens(tok)
+    if unreachable:  # a bug in the merge, never the user's input
+        raise RuntimeError(f"{len(unreachable)} unreachable tokens, e.g. {unreachable[0]!r}")
+    compression = {m: measure_compression(t, heldout) for m, (t, _) in built.items()}
+    ours = compression[config.mode]
     with staged as staging:
         tok.save(str(staging.path / tk.TOKENIZER_FILE))
         outputs = [tk.TOKENIZER_FILE, *tk.write_hf_config(staging.path)]
@@ -216,19 +251,38 @@ def run(config: TokenizerBuildConfig, out: str | Path, force: bool = False) -> d
             wall_time_s=time.perf_counter() - start,
             tokenizer_fingerprint=tk.tokenizer_fingerprint(staging.path),
             special_tokens=tk.SPECIAL_IDS,
-            train_time_s=round(train_s, 3),
+            mode=config.mode,
+            train_time_s=info["train_time_s"],
+            merge=info.get("domains"),
             domains={
-                d: {
-                    "documents": n,
-                    "train_documents": train_docs.get(d, 0),
-                    **compression.get(d, {}),
-                }
+                d: {"documents": n, "train_documents": train_docs[d], **ours.get(d, {})}
                 for d, n in sorted(doc_counts.items())
             },
-            heldout=compression.get("all", {}),
+            heldout=ours.get("all", {}),
+            comparison=compare(compression) if len(built) > 1 else None,
         )
         staging.commit()
     return manifest
+
+
+def compare(compression: dict[str, dict[str, dict]]) -> dict[str, dict[str, Any]]:
+    """Per domain (and all): bytes and chars per token of both modes, and the change of
+    domain_merged over mixed in bytes per token (percent; positive = merged compresses
+    better)."""
+    merged, mixed = compression["domain_merged"], compression["mixed"]
+    table: dict[str, dict[str, Any]] = {}
+    for d in merged:
+        a, b = merged[d], mixed.get(d, {})
+        if "bytes_per_token" not in a or "bytes_per_token" not in b:
+            continue
+        table[d] = {
+            "domain_merged": {k: a[k] for k in ("bytes_per_token", "chars_per_token")},
+            "mixed": {k: b[k] for k in ("bytes_per_token", "chars_per_token")},
+            "bytes_per_token_change_pct": round(
+                100 * (a["bytes_per_token"] / b["bytes_per_token"] - 1), 2
+            ),
+        }
+    return table
 
 
 def measure_compression(tok: Tokenizer, heldout: dict[str, list[str]]) -> dict[str, dict]:

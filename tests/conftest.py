@@ -60,3 +60,13 @@ def tiny_tokens(tmp_path_factory, small_documents) -> Path:
         1,
     )
     return root / "tokens"
+
+
+def pytest_collection_modifyitems(config, items):
+    """PANGU_FAST=1 skips the slow (multi-process) tests for a quick local loop; CI runs all."""
+    if os.environ.get("PANGU_FAST") != "1":
+        return
+    skip = pytest.mark.skip(reason="PANGU_FAST=1: slow tests skipped")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

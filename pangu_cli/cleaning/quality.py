@@ -151,7 +151,9 @@ def _run_tokenizer(run: Path) -> Path:
             "(a finished `pangu pretrain` run has one); set quality.tokenizer"
         ) from None
     if not path.is_file():  # moved, or a path relative to where pretrain ran
-        raise UserError(f"quality.model: {path}: the run's tokenizer is gone; set quality.tokenizer")
+        raise UserError(
+            f"quality.model: {path}: the run's tokenizer is gone; set quality.tokenizer"
+        )
     return path
 
 

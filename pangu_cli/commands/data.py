@@ -30,8 +30,12 @@ def tokenizer_build(
 ) -> None:
     """Train a byte-level BPE tokenizer on document shards (config section `tokenizer_build`).
 
-    Special tokens take ids 0..15; every byte is a token, so any UTF-8 text round-trips.
-    The manifest reports bytes and characters per token on each domain's held-out documents.
+    mode=domain_merged (default) trains a BPE per domain (the shards' `domain` column) and
+    merges them into one vocabulary, each domain taking its share (`shares`, default the
+    Pangu Ultra report's table); mode=mixed trains one BPE on all documents. Special tokens
+    take ids 0..15; every byte is a token, so any UTF-8 text round-trips. The manifest and
+    the printed table report bytes and characters per token on each domain's held-out
+    documents, for both modes side by side (compare=true).
     """
     from pangu_cli.config import load_config
     from stages.tokenizer_build import TokenizerBuildConfig
@@ -41,21 +45,7 @@ def tokenizer_build(
         flags = {"input": input, "vocab_size": vocab_size}
         cfg = load_config(TokenizerBuildConfig, config, overrides, flags, section="tokenizer_build")
         manifest = run_build(cfg, out, force=force)
-        _summary(
-            f"tokenizer {out} (vocab {manifest['counts']['vocab_size']}, "
-            f"{manifest['train_time_s']:.1f} s)",
-            ["domain", "docs", "held out", "bytes/token", "chars/token"],
-            [
-                [d, s["documents"], s.get("heldout_documents", 0)]
-                + [s.get("bytes_per_token", "-"), s.get("chars_per_token", "-")]
-                for d, s in manifest["domains"].items()
-            ]
-            + [
-                ["all", manifest["counts"]["documents"], manifest["counts"]["heldout_documents"]]
-                + [manifest["heldout"].get("bytes_per_token", "-")]
-                + [manifest["heldout"].get("chars_per_token", "-")]
-            ],
-        )
+        print_tokenizer_table(manifest, f"tokenizer {out}")
 
     run_stage(go)
 
@@ -109,6 +99,36 @@ def tokenize(
         )
 
     run_stage(go)
+
+
+def print_tokenizer_table(manifest: dict, title: str) -> None:
+    """Per domain: documents, and bytes / chars per token of the built tokenizer, with the
+    other mode beside it when it was trained too."""
+    comparison = manifest.get("comparison") or {}
+    domains = {**manifest["domains"], "all": manifest["heldout"]}
+    header = ["domain", "docs", "held out"]
+    if comparison:
+        header += ["B/tok merged", "B/tok mixed", "change", "ch/tok merged", "ch/tok mixed"]
+    else:
+        header += ["bytes/token", "chars/token"]
+    rows = []
+    for d, s in domains.items():
+        docs = manifest["counts"]["documents"] if d == "all" else s["documents"]
+        row = [d, docs, s.get("heldout_documents", 0)]
+        c = comparison.get(d)
+        if comparison and c:
+            a, b = c["domain_merged"], c["mixed"]
+            row += [a["bytes_per_token"], b["bytes_per_token"]]
+            row += [f"{c['bytes_per_token_change_pct']:+.1f}%"]
+            row += [a["chars_per_token"], b["chars_per_token"]]
+        elif comparison:
+            row += ["-"] * 5
+        else:
+            row += [s.get("bytes_per_token", "-"), s.get("chars_per_token", "-")]
+        rows.append(row)
+    vocab = manifest["counts"]["vocab_size"]
+    _summary(f"{title} ({manifest['mode']}, vocab {vocab}, {manifest['train_time_s']:.1f} s)",
+             header, rows)  # fmt: skip
 
 
 def _summary(title: str, header: list[str], rows: list[list]) -> None:

@@ -38,6 +38,8 @@ def model_info(
         table = Table(title=f"model {preset}", show_header=False)
         for key, value in info.items():
             shown = _human(value) if isinstance(value, int) and value >= 10**6 else str(value)
+            if key == "training_flops_per_token":
+                shown = f"{value / 1e9:,.2f} GFLOP"
             table.add_row(key, shown)
         Console().print(table)
 
