@@ -21,9 +21,15 @@ class MetricsLogger(Callback):
     Throughput and MFU are averaged over the steps since the last log line."""
 
     def __init__(
-        self, run_dir: Path, *, log_every: int, flops_per_token: float, peak_flops: float
+        self,
+        run_dir: Path,
+        *,
+        log_every: int,
+        flops_per_token: float,
+        peak_flops: float,
+        world_size: int = 1,
     ) -> None:
-        self.run_dir, self.log_every = run_dir, log_every
+        self.run_dir, self.log_every, self.world_size = run_dir, log_every, world_size
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self.window_tokens, self.window_time = 0, 0.0
         self.last: dict[str, Any] = {}
@@ -54,6 +60,7 @@ class MetricsLogger(Callback):
         if result.step % self.log_every and result.step != trainer.total_steps:
             return
         tokens_per_s = self.window_tokens / max(self.window_time, 1e-9)
+        per_device = tokens_per_s / self.world_size  # MFU is per device against its peak
         self.last = {
             "step": result.step,
             "tokens": result.tokens,
@@ -61,8 +68,11 @@ class MetricsLogger(Callback):
             "lr": result.lr,
             "grad_norm": result.grad_norm,
             "tokens_per_s": round(tokens_per_s, 2),
-            "mfu": round(tokens_per_s * self.flops_per_token / self.peak_flops, 5),
+            "tokens_per_s_per_device": round(per_device, 2),
+            "mfu": round(per_device * self.flops_per_token / self.peak_flops, 5),
         }
+        if result.skipped:
+            self.last["skipped"] = True
         self.log(self.last)
         self.window_tokens, self.window_time = 0, 0.0
 
@@ -106,10 +116,19 @@ class Validator(Callback):
 
 
 class Checkpointer(Callback):
-    """Saves every `every` steps and at the end, after that step's metrics are written."""
+    """Saves every `every` steps and at the end, after that step's metrics are written.
+    `extra_state` goes into trainer_state.json (callables are called at save time)."""
 
-    def __init__(self, run_dir: Path, every: int, keep_last: int, meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        every: int,
+        keep_last: int,
+        meta: dict[str, Any],
+        extra_state: dict[str, Any] | None = None,
+    ) -> None:
         self.run_dir, self.every, self.keep_last, self.meta = run_dir, every, keep_last, meta
+        self.extra_state = extra_state or {}
         self.last_saved = -1
 
     def save(self, trainer: Trainer) -> None:
@@ -118,6 +137,8 @@ class Checkpointer(Callback):
             "tokens": trainer.tokens,
             "loader": trainer.loader.state_dict(),
         }
+        for key, value in self.extra_state.items():
+            state[key] = value() if callable(value) else value
         meta = {**self.meta, "step": trainer.step, "tokens": trainer.tokens}
         save_checkpoint(
             self.run_dir,

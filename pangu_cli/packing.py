@@ -37,6 +37,14 @@ class TokenCorpus:
     domain_names: list[str]
     ids: list[str]
     n_bytes: np.ndarray  # int64 UTF-8 bytes per document
+    quality: np.ndarray | None = None  # float32 sampling weight per document (default 1)
+    difficulty: np.ndarray | None = None  # float32 curriculum key per document (default 0)
+
+    def __post_init__(self) -> None:
+        if self.quality is None:
+            self.quality = np.ones(self.n_docs, np.float32)
+        if self.difficulty is None:
+            self.difficulty = np.zeros(self.n_docs, np.float32)
 
     @property
     def n_docs(self) -> int:
@@ -55,6 +63,8 @@ class TokenCorpus:
             domain_names=self.domain_names,
             ids=[self.ids[int(i)] for i in doc_indices],
             n_bytes=self.n_bytes[doc_indices],
+            quality=self.quality[doc_indices],
+            difficulty=self.difficulty[doc_indices],
         )
 
 
@@ -73,11 +83,14 @@ def load_token_corpus(path: str | Path) -> TokenCorpus:
     domain_strings = table.column("domain").to_pylist()
     domain_names = sorted(set(domain_strings))
     lookup = {name: i for i, name in enumerate(domain_names)}
-    ids, n_bytes = [], []
+    ids, n_bytes, quality, difficulty = [], [], [], []
     for t in tables:
         n = t.num_rows
         ids += t.column("id").to_pylist() if "id" in t.column_names else [None] * n
         n_bytes += t.column("n_bytes").to_pylist() if "n_bytes" in t.column_names else [0] * n
+        for name, default, out in (("quality", 1.0, quality), ("difficulty", 0.0, difficulty)):
+            col = t.column(name).to_numpy(zero_copy_only=False) if name in t.column_names else None
+            out.append(np.full(n, default, np.float32) if col is None else col.astype(np.float32))
     ids = [i if i is not None else f"doc{k}" for k, i in enumerate(ids)]
     return TokenCorpus(
         tokens=values,
@@ -86,6 +99,8 @@ def load_token_corpus(path: str | Path) -> TokenCorpus:
         domain_names=domain_names,
         ids=ids,
         n_bytes=np.array(n_bytes, dtype=np.int64),
+        quality=np.nan_to_num(np.concatenate(quality), nan=1.0),
+        difficulty=np.nan_to_num(np.concatenate(difficulty), nan=0.0),
     )
 
 
@@ -118,6 +133,7 @@ class Batch:
     position_ids: torch.Tensor  # [B, T], restarting at each document
     doc_ids: torch.Tensor | None  # [B, T] document index per position; None: plain causal
     domain_tokens: dict[str, int]  # target tokens per domain in this batch
+    documents: list[list[str]] | None = None  # per row, the ids of its documents
 
 
 def pack_rows(
@@ -207,9 +223,9 @@ class PackedLoader:
             k += 1
         return np.concatenate(tokens), np.concatenate(domains)
 
-    def next_batch(self) -> Batch:
+    def next_batch(self, batch_size: int | None = None) -> Batch:
         rows, row_domains = [], []
-        for _ in range(self.batch_size):
+        for _ in range(batch_size or self.batch_size):
             self._layout()
             tokens, domains = self._row(int(self._rows[self.cursor]))
             rows.append(tokens)

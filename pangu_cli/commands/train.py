@@ -13,7 +13,18 @@ from pangu_cli.cli import ConfigOption, ForceOption, OverridesArgument, app, run
 def pretrain(
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics, manifest)."),
     config: str = ConfigOption,
-    phase: str = typer.Option(None, "--phase", help="Pretraining phase: general (phase)."),
+    phase: str = typer.Option(
+        None,
+        "--phase",
+        help="general | reasoning | anneal: the report's mixture, seq len, RoPE base, batch "
+        "ramp and LR shape for that phase, scaled to this run (phase).",
+    ),
+    init: str = typer.Option(
+        None,
+        "--init",
+        help="Start from this run's (or checkpoint's) final weights with a fresh optimiser "
+        "and schedule: the previous phase (train.init). Recorded as lineage.",
+    ),
     input: str = typer.Option(
         None, "--input", help="Token shards: the output directory of `pangu tokenize`."
     ),
@@ -29,8 +40,11 @@ def pretrain(
     force: bool = ForceOption,
     overrides: list[str] = OverridesArgument,
 ) -> None:
-    """Pretrain a Pangu model on token shards: AdamW, warmup + cosine, packed sequences with
-    document masks, held-out loss and bits per byte, DCP checkpoints with exact resume."""
+    """Pretrain a Pangu model on token shards: one phase of the report's recipe (domain
+    mixture, batch ramp, LR schedule), packed sequences with document masks, held-out loss
+    and bits per byte per domain, a spike guard, DCP checkpoints with exact resume. Under
+    `torchrun --nproc-per-node N -m pangu_cli.main pretrain ...` it runs the `parallel`
+    layout (parallel.dp_shard / tp / pp ...)."""
     from pangu_cli.config import load_config
     from stages.pretrain import PretrainConfig
     from stages.pretrain import run as run_pretrain
@@ -43,6 +57,7 @@ def pretrain(
             "train.save_every": save_every,
             "train.seed": seed,
             "model.preset": preset,
+            "train.init": init,
         }
         cfg = load_config(PretrainConfig, config, overrides, flags, section="pretrain")
         manifest = run_pretrain(cfg, out, resume=resume, force=force)

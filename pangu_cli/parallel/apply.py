@@ -46,6 +46,7 @@ class ParallelModel:
     stage_ids: list[int] = field(default_factory=lambda: [0])
     stages: list = field(default_factory=list)
     schedule: object | None = None
+    schedule_rows: int | None = None  # local rows the schedule's shapes were built for
 
     @property
     def has_first_stage(self) -> bool:

@@ -14,7 +14,7 @@ from torch.distributed.tensor import DTensor
 from pangu_cli.packing import Batch
 from pangu_cli.parallel.apply import ParallelModel
 from pangu_cli.parallel.config import check_batch
-from pangu_cli.parallel.pipeline import pipeline_loss
+from pangu_cli.parallel.pipeline import build_schedule, pipeline_loss
 
 
 def local_batch(pm: ParallelModel, batch: Batch) -> dict[str, torch.Tensor | None]:
@@ -38,6 +38,16 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
+def _ensure_schedule(pm: ParallelModel, rows: int) -> None:
+    """A pipeline schedule caches the micro-batch shapes of its first step; when the batch
+    size changes (the batch-size ramp), build the stages and schedule afresh."""
+    if pm.schedule_rows is not None and pm.schedule_rows != rows:
+        pm.stages, pm.schedule = build_schedule(
+            pm.parts, pm.stage_ids, pm.mesh["pp"], pm.cfg, pm.device
+        )
+    pm.schedule_rows = rows
+
+
 def forward_backward(
     pm: ParallelModel, batch: Batch, autocast_dtype: torch.dtype | None = None
 ) -> float:
@@ -54,6 +64,7 @@ def forward_backward(
             loss.backward()
             mine = loss.detach()
         else:
+            _ensure_schedule(pm, local["inputs"].shape[0])
             losses: list[torch.Tensor] = []
             args = (local["inputs"],) if pm.has_first_stage else ()
             pm.schedule.step(
