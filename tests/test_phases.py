@@ -157,3 +157,16 @@ def test_three_phases_back_to_back_with_lineage(tiny_tokens, tmp_path):
     assert anneal["lineage"][-1]["step"] == reasoning["counts"]["steps"]
     # The initialised phase starts where the previous one ended, not from scratch.
     assert reasoning["validation"]["first"]["val_loss"] < general["validation"]["first"]["val_loss"]
+
+
+def test_config_file_phase_sections_lay_over_pretrain():
+    from pangu_cli.commands.train import phase_section
+    from pangu_cli.config import load_config
+    from stages.pretrain import PretrainConfig
+
+    assert phase_section("tiny", "reasoning") == {"train.steps": 10}
+    assert phase_section("demo", None) == {}  # general: `pretrain:` alone
+    flags = {**phase_section("demo", "anneal"), "phase": "anneal"}
+    cfg = load_config(PretrainConfig, "demo", ["train.val_every=7"], flags, section="pretrain")
+    assert (cfg.phase, cfg.train.steps, cfg.train.val_every) == ("anneal", 100, 7)
+    assert cfg.model.preset == "small" and cfg.stability.policy == "warn"

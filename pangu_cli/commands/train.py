@@ -9,6 +9,29 @@ import typer
 from pangu_cli.cli import ConfigOption, ForceOption, OverridesArgument, app, run_stage
 
 
+def phase_section(config: str | None, phase: str | None) -> dict:
+    """A config file's `pretrain_<phase>:` section (say, `pretrain_reasoning:` with its own
+    steps), as dotted flags laid over `pretrain:`; command-line flags still win."""
+    from pangu_cli.config import read_config_file
+
+    if not config:
+        return {}
+    data = read_config_file(config)
+    phase = phase or (data.get("pretrain") or {}).get("phase") or "general"
+    section = data.get(f"pretrain_{phase}") or {}
+    flat: dict = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and key != "mixture":
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(section, "")
+    return flat
+
+
 @app.command("pretrain", context_settings={"allow_interspersed_args": True})
 def pretrain(
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics, manifest)."),
@@ -59,6 +82,8 @@ def pretrain(
             "model.preset": preset,
             "train.init": init,
         }
+        given = {k: v for k, v in flags.items() if v is not None}
+        flags = {**phase_section(config, phase), **given}
         cfg = load_config(PretrainConfig, config, overrides, flags, section="pretrain")
         manifest = run_pretrain(cfg, out, resume=resume, force=force)
         val = manifest.get("validation", {})
