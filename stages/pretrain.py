@@ -226,7 +226,8 @@ def _run(
     elif init_from is not None:
         load_checkpoint(init_from[0], module, None)
         console.print(f"{config.phase}: initialised from {init_from[0]} (fresh optimiser)")
-    on_rank0(lambda: truncate_metrics(out, step))
+    # A fresh start (killed before its first checkpoint) drops every earlier line.
+    on_rank0(lambda: truncate_metrics(out, step if resume_from is not None else -1))
 
     flops_per_token = training_flops_per_token(
         model_cfg, counts["total"], counts["embedding"], seq_len
