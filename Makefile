@@ -32,10 +32,11 @@ test: lint
 
 # The demo pipeline: each stage is a file target on its manifest, so `make demo`
 # reruns only what is missing.
-demo: $(DEMO)/pretrain/manifest.json
-	@$(BIN)/python -c "import json; m = json.load(open('$<')); v = m['validation']; \
-	print(f\"demo done: held-out loss {v['first']['val_loss']:.3f} (step 0) -> \
-	{v['last']['val_loss']:.3f} (step {v['last']['step']}), runs in $(DEMO)/\")"
+demo: $(DEMO)/anneal/manifest.json
+	@for phase in pretrain reasoning anneal; do $(BIN)/python -c "import json, sys; \
+	m = json.load(open('$(DEMO)/' + sys.argv[1] + '/manifest.json')); v = m['validation']; \
+	print(f\"{m['phase']:>9}: held-out loss {v['first']['val_loss']:.3f} (step 0) -> \
+	{v['last']['val_loss']:.3f} (step {v['last']['step']})\")" $$phase; done
 
 $(DEMO)/clean/manifest.json: $(STAMP)
 	$(BIN)/pangu data-clean --config demo --out $(DEMO)/clean --force
@@ -48,7 +49,17 @@ $(DEMO)/tokens/manifest.json: $(DEMO)/tokenizer/manifest.json
 		--out $(DEMO)/tokens --force
 
 $(DEMO)/pretrain/manifest.json: $(DEMO)/tokens/manifest.json
-	$(BIN)/pangu pretrain --config demo --phase general --input $(DEMO)/tokens --out $(DEMO)/pretrain --resume
+	$(BIN)/pangu pretrain --config demo --phase general --input $(DEMO)/tokens \
+		--out $(DEMO)/pretrain --resume
+
+# Each later phase starts from the previous phase's final checkpoint (--init).
+$(DEMO)/reasoning/manifest.json: $(DEMO)/pretrain/manifest.json
+	$(BIN)/pangu pretrain --config demo --phase reasoning --init $(DEMO)/pretrain \
+		--input $(DEMO)/tokens --out $(DEMO)/reasoning --resume
+
+$(DEMO)/anneal/manifest.json: $(DEMO)/reasoning/manifest.json
+	$(BIN)/pangu pretrain --config demo --phase anneal --init $(DEMO)/reasoning \
+		--input $(DEMO)/tokens --out $(DEMO)/anneal --resume
 
 clean:
 	rm -rf $(VENV) runs
