@@ -78,6 +78,8 @@ def input_fingerprint(path: str | Path) -> str:
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
+    if not Path(directory).is_dir():
+        raise UserError(f"{directory}: no such directory")
     if not path.exists():
         raise UserError(f"{directory}: no {MANIFEST}; the stage that writes it did not finish")
     try:

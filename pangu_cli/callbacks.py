@@ -198,10 +198,9 @@ class ProgressBar(Callback):
         if self.progress is None:
             return
         last = self.metrics.last
-        stats = (
-            f"loss {result.loss:.4f}  {last.get('tokens_per_s', 0):,.0f} tok/s  "
-            f"MFU {100 * last.get('mfu', 0):.1f}%"
-        )
+        stats = f"loss {result.loss:.4f}"
+        if "tokens_per_s" in last:  # nothing measured before the first logged step
+            stats += f"  {last['tokens_per_s']:,.0f} tok/s  MFU {100 * last['mfu']:.1f}%"
         self.progress.update(self.task, completed=result.step, stats=stats)
         if not self.console.is_terminal and (
             result.step % self.print_every == 0 or result.step == trainer.total_steps

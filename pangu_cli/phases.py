@@ -19,6 +19,21 @@ from dataclasses import dataclass
 
 from pangu_cli.errors import UserError
 
+
+def warmup_cosine(
+    peak_lr: float, min_lr: float, warmup_steps: int, total_steps: int
+) -> Callable[[int], float]:
+    """Linear warmup to peak_lr, then cosine decay to min_lr at total_steps (then constant)."""
+
+    def lr_at(step: int) -> float:
+        if step < warmup_steps:
+            return peak_lr * (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+    return lr_at
+
+
 PHASES = ("general", "reasoning", "anneal")
 
 # Percent of tokens per report source (DESIGN.md section 2 table).
@@ -157,14 +172,7 @@ def lr_schedule(
     if r.lr_shape == "warmup_cosine_constant":
         end = max(warmup_steps + 1, round(token_to_step_fraction(r.batch_ramp, GENERAL_COSINE_END)
                                           * total_steps))  # fmt: skip
-
-        def general(step: int) -> float:
-            if step < warmup_steps:
-                return lr * (step + 1) / warmup_steps
-            progress = min(1.0, (step - warmup_steps) / max(1, end - warmup_steps))
-            return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
-
-        return general
+        return warmup_cosine(lr, min_lr, warmup_steps, end)  # constant min_lr after `end`
     start, stop = r.lr_from * min_lr, r.lr_to * min_lr
 
     def cosine(step: int) -> float:

@@ -42,20 +42,6 @@ class Callback:
     def on_train_end(self, trainer: Trainer) -> None: ...
 
 
-def warmup_cosine(
-    peak_lr: float, min_lr: float, warmup_steps: int, total_steps: int
-) -> Callable[[int], float]:
-    """Linear warmup to peak_lr, then cosine decay to min_lr at total_steps."""
-
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return peak_lr * (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * progress))
-
-    return lr_at
-
-
 # A guard sees (trainer, batch, loss, grad_norm) after backward and before the optimiser
 # step, and returns True to apply the update or False to drop it.
 Guard = Callable[["Trainer", Batch, float, float], bool]

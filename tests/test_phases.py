@@ -161,12 +161,14 @@ def test_three_phases_back_to_back_with_lineage(tiny_tokens, tmp_path):
 
 def test_config_file_phase_sections_lay_over_pretrain():
     from pangu_cli.commands.train import phase_section
-    from pangu_cli.config import load_config
+    from pangu_cli.config import load_config, read_config_file
     from stages.pretrain import PretrainConfig
 
     assert phase_section("tiny", "reasoning") == {"train.steps": 10}
     assert phase_section("demo", None) == {}  # general: `pretrain:` alone
     flags = {**phase_section("demo", "anneal"), "phase": "anneal"}
     cfg = load_config(PretrainConfig, "demo", ["train.val_every=7"], flags, section="pretrain")
-    assert (cfg.phase, cfg.train.steps, cfg.train.val_every) == ("anneal", 100, 7)
+    anneal_steps = read_config_file("demo")["pretrain_anneal"]["train"]["steps"]
+    assert anneal_steps != read_config_file("demo")["pretrain"]["train"]["steps"]
+    assert (cfg.phase, cfg.train.steps, cfg.train.val_every) == ("anneal", anneal_steps, 7)
     assert cfg.model.preset == "small" and cfg.stability.policy == "warn"
