@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,6 +28,16 @@ def pangu(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"pangu {' '.join(map(str, args))} failed:\n{result.stderr}")
     return result
+
+
+def wait_for_logged_steps(proc: subprocess.Popen, run: Path, lines: int, timeout_s: float) -> None:
+    """Return once `run`'s metrics.jsonl holds `lines` training lines (or the process ends)."""
+    deadline = time.time() + timeout_s
+    path = run / "metrics.jsonl"
+    while proc.poll() is None and time.time() < deadline:
+        if path.exists() and sum('"loss"' in x for x in path.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.005)
 
 
 @pytest.fixture(scope="session")

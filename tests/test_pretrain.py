@@ -9,12 +9,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import pangu
+from tests.conftest import pangu, wait_for_logged_steps
 
 TINY = [
     "model.preset=tiny",
@@ -78,13 +77,7 @@ def kill_after(args: list[str], run: Path, lines: int) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline:
-        if (run / "metrics.jsonl").exists():
-            text = (run / "metrics.jsonl").read_text()
-            if sum('"loss"' in line for line in text.splitlines()) >= lines:
-                break
-        time.sleep(0.005)
+    wait_for_logged_steps(proc, run, lines, timeout_s=120)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 

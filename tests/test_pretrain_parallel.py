@@ -10,12 +10,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import pangu
+from tests.conftest import pangu, wait_for_logged_steps
 from tests.test_pretrain import TINY, metrics, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,12 +67,7 @@ def kill_torchrun_after(argv: list[str], run: Path, lines: int, nproc: int) -> N
         cwd=ROOT,
         start_new_session=True,
     )
-    deadline = time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
-        path = run / "metrics.jsonl"
-        if path.exists() and sum('"loss"' in x for x in path.read_text().splitlines()) >= lines:
-            break
-        time.sleep(0.01)
+    wait_for_logged_steps(proc, run, lines, timeout_s=300)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
