@@ -4,8 +4,10 @@ quality, reasoning data easy -> hard, packed rows with document boundaries.
 Each domain is its own packed stream (documents joined with EODs, cut into rows of
 seq_len + 1). Per epoch of a domain, each document appears quality / mean quality times
 (the fraction by a coin flip), so higher-quality documents are seen more often; the order
-is random, or by difficulty (ties random) with a curriculum, whose rows are then shuffled
-only within small windows so the stream still goes from easy to hard.
+is random and the packed rows are shuffled, so a batch mixes documents instead of walking
+one long document for many steps (Megatron's sequence-level shuffle). With a curriculum the
+order is by difficulty (ties random) and rows are shuffled only within small windows, so
+the stream still goes from easy to hard. A one-domain mixture is a plain packed stream.
 
 Rows are dealt to domains by smooth weighted round robin: each row, every domain gains its
 target share in credit and the richest domain gives one row. Every domain's row count is

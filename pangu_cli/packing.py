@@ -6,11 +6,9 @@ carries, per position, its document index (for document-masked attention) and a
 position id that restarts at each document, so one tokenized corpus serves any
 sequence length.
 
-The loader is a pure function of (seed, position): the epoch's document order is a
-permutation drawn from (seed, epoch), and the position is (epoch, document cursor,
-token offset). Saving that position restores the exact stream. The loader always
-produces the *global* batch; data-parallel ranks take their slice of it, so a
-resume at another world size continues the same stream.
+This module holds the corpus, the held-out split, the row packing and the fixed
+validation batches; the training stream that deals rows out by domain mixture is
+pangu_cli.mixture.MixtureLoader.
 """
 
 from __future__ import annotations
@@ -157,118 +155,6 @@ def pack_rows(
         torch.from_numpy(np.array(position_ids, dtype=np.int64)),
         torch.from_numpy(doc_ids.astype(np.int32)) if document_mask else None,
     )
-
-
-class PackedLoader:
-    """Deterministic, resumable stream of packed global batches.
-
-    Each epoch, documents are put in a random order, joined with EODs and cut into
-    rows of seq_len + 1 tokens; the rows are then shuffled, so a batch mixes
-    documents and domains instead of walking one long document for many steps
-    (the sequence-level shuffle Megatron does). The tail shorter than a row is dropped.
-    """
-
-    def __init__(
-        self,
-        corpus: TokenCorpus,
-        *,
-        seq_len: int,
-        batch_size: int,
-        eod_id: int,
-        seed: int,
-        reset_position_ids: bool = True,
-        document_mask: bool = True,
-    ) -> None:
-        if corpus.n_docs == 0:
-            raise UserError("no training documents left after the held-out split")
-        width = seq_len + 1
-        if int(np.diff(corpus.offsets).sum()) + corpus.n_docs < width:
-            raise UserError(
-                f"the training documents hold fewer tokens than one sequence of {width}"
-            )
-        self.corpus = corpus
-        self.seq_len, self.batch_size = seq_len, batch_size
-        self.eod_id, self.seed = eod_id, seed
-        self.reset_position_ids, self.document_mask = reset_position_ids, document_mask
-        self.epoch, self.cursor = 0, 0  # cursor: rows of this epoch already served
-        self.tokens_per_domain = dict.fromkeys(corpus.domain_names, 0)
-        self._layout_epoch = -1
-
-    def _layout(self) -> None:
-        """This epoch's document order, where each document ends in the stream, and row order."""
-        if self._layout_epoch == self.epoch:
-            return
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self._docs = rng.permutation(self.corpus.n_docs)
-        self._ends = np.cumsum(np.diff(self.corpus.offsets)[self._docs] + 1)  # +1: the EOD
-        self._rows = rng.permutation(int(self._ends[-1]) // (self.seq_len + 1))
-        self._layout_epoch = self.epoch
-
-    def _row(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens and per-token domain of one row of the epoch's stream."""
-        width = self.seq_len + 1
-        start = row * width
-        k = int(np.searchsorted(self._ends, start, side="right"))
-        tokens, domains, need = [], [], width
-        while need:
-            doc = int(self._docs[k])
-            body = self.corpus.doc(doc)
-            offset = start + (width - need) - (int(self._ends[k]) - len(body) - 1)
-            piece = body[offset : offset + need]
-            if offset + need > len(body):  # the document's EOD is in reach
-                piece = np.append(piece, np.uint32(self.eod_id))
-            tokens.append(piece)
-            domains.append(np.full(len(piece), self.corpus.domains[doc], np.int32))
-            need -= len(piece)
-            k += 1
-        return np.concatenate(tokens), np.concatenate(domains)
-
-    def next_batch(self, batch_size: int | None = None) -> Batch:
-        rows, row_domains = [], []
-        for _ in range(batch_size or self.batch_size):
-            self._layout()
-            tokens, domains = self._row(int(self._rows[self.cursor]))
-            rows.append(tokens)
-            row_domains.append(domains[1:])  # domain of each target
-            self.cursor += 1
-            if self.cursor == len(self._rows):
-                self.epoch, self.cursor = self.epoch + 1, 0
-        counts = np.bincount(np.concatenate(row_domains), minlength=len(self.corpus.domain_names))
-        domain_tokens = {
-            name: int(c) for name, c in zip(self.corpus.domain_names, counts, strict=True)
-        }
-        for name, c in domain_tokens.items():
-            self.tokens_per_domain[name] += c
-        return Batch(
-            *pack_rows(np.stack(rows), self.eod_id, self.reset_position_ids, self.document_mask),
-            domain_tokens,
-        )
-
-    def state_dict(self) -> dict:
-        return {
-            "seed": self.seed,
-            "seq_len": self.seq_len,
-            "epoch": self.epoch,
-            "cursor": self.cursor,
-            "tokens_per_domain": dict(self.tokens_per_domain),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed:
-            raise UserError(
-                f"checkpoint data loader was seeded with {state['seed']}, this run with "
-                f"{self.seed}; resume with the same --seed"
-            )
-        if state["seq_len"] != self.seq_len:
-            raise UserError(
-                f"checkpoint data loader packed rows of {state['seq_len']} tokens, this run "
-                f"{self.seq_len}; resume with the same data.seq_len"
-            )
-        self.epoch, self.cursor = state["epoch"], state["cursor"]
-        self._layout()
-        if self.cursor >= len(self._rows):
-            raise UserError("checkpoint data position is past the end of this corpus")
-        self.tokens_per_domain.update(state["tokens_per_domain"])
 
 
 def validation_batches(

@@ -1,11 +1,10 @@
-"""Packing: document ids and positions, the deterministic resumable stream, held-out split."""
+"""Packing: document ids and positions, held-out split, validation batches, token shards.
+The training stream (MixtureLoader) is tested in test_mixture.py."""
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 from pangu_cli.packing import (
-    PackedLoader,
     TokenCorpus,
     load_token_corpus,
     pack_rows,
@@ -39,63 +38,6 @@ def test_pack_rows_doc_ids_and_positions():
     assert pos.tolist() == [[0, 1, 2, 0, 1, 2, 3, 0]]
     _, _, pos, doc = pack_rows(row, EOD, reset_position_ids=False, document_mask=False)
     assert pos.tolist() == [list(range(8))] and doc is None
-
-
-def test_stream_covers_every_document_once_per_epoch_with_eod():
-    docs = [[100 + i] * (i + 1) for i in range(7)]  # 28 tokens + 7 EODs = 35 per epoch
-    loader = PackedLoader(corpus_of(docs), seq_len=4, batch_size=1, eod_id=EOD, seed=1)
-    stream = []
-    for _ in range(7):  # 7 rows of 5 tokens = one epoch exactly
-        b = loader.next_batch()
-        stream += b.inputs[0].tolist() + [b.targets[0, -1].item()]
-    assert stream.count(EOD) == 7
-    for i in range(7):
-        assert stream.count(100 + i) == i + 1
-    assert loader.epoch == 1 and loader.cursor == 0
-
-
-def test_same_seed_same_stream_and_exact_resume():
-    rng = np.random.default_rng(0)
-    docs = [rng.integers(10, 500, rng.integers(1, 60)).tolist() for _ in range(40)]
-    corpus = corpus_of(docs)
-
-    def make():
-        return PackedLoader(corpus, seq_len=16, batch_size=3, eod_id=EOD, seed=7)
-
-    a, b = make(), make()
-    for _ in range(5):
-        assert np.array_equal(a.next_batch().inputs, b.next_batch().inputs)
-    state = a.state_dict()
-    expected = [a.next_batch() for _ in range(30)]  # crosses epoch boundaries
-    c = make()
-    c.load_state_dict(state)
-    for e in expected:
-        got = c.next_batch()
-        assert np.array_equal(got.inputs, e.inputs) and np.array_equal(got.doc_ids, e.doc_ids)
-    assert c.state_dict() == a.state_dict()
-    other_seed = PackedLoader(corpus, seq_len=16, batch_size=3, eod_id=EOD, seed=8)
-    assert not np.array_equal(other_seed.next_batch().inputs, make().next_batch().inputs)
-
-
-def test_batches_mix_documents():
-    """Rows are shuffled after packing: a batch does not walk one long document."""
-    docs = [[100 + i] * 400 for i in range(8)]
-    loader = PackedLoader(corpus_of(docs), seq_len=15, batch_size=8, eod_id=EOD, seed=0)
-    first = loader.next_batch().inputs[:, 0].tolist()
-    assert len(set(first)) >= 4
-
-
-def test_domain_token_counts_add_up():
-    docs = [[10] * 30, [20] * 50, [30] * 20]
-    loader = PackedLoader(
-        corpus_of(docs, ["en", "zh", "code"]), seq_len=9, batch_size=2, eod_id=EOD, seed=0
-    )
-    total = 0
-    for _ in range(10):
-        b = loader.next_batch()
-        assert sum(b.domain_tokens.values()) == b.targets.numel()
-        total += b.targets.numel()
-    assert sum(loader.tokens_per_domain.values()) == total
 
 
 def test_heldout_split_per_domain():
@@ -132,13 +74,3 @@ def test_load_token_corpus(tmp_path):
     corpus = load_token_corpus(tmp_path)
     assert corpus.n_docs == 2 and corpus.doc(0).tolist() == [1, 2, 3]
     assert corpus.domain_names == ["en", "zh"]
-
-
-def test_loader_refuses_another_seed_on_resume():
-    from pangu_cli.errors import UserError
-
-    corpus = corpus_of([[10] * 5])
-    a = PackedLoader(corpus, seq_len=4, batch_size=1, eod_id=EOD, seed=1)
-    b = PackedLoader(corpus, seq_len=4, batch_size=1, eod_id=EOD, seed=2)
-    with pytest.raises(UserError, match="same --seed"):
-        b.load_state_dict(a.state_dict())

@@ -26,17 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from pangu_cli import tokenizer as tok  # noqa: E402
+from pangu_cli.mixture import MixtureLoader  # noqa: E402
 from pangu_cli.model import ModelConfig, PanguModel  # noqa: E402
-from pangu_cli.packing import (  # noqa: E402
-    PackedLoader,
-    load_token_corpus,
-    split_heldout,
-    validation_batches,
-)
+from pangu_cli.packing import load_token_corpus, split_heldout, validation_batches  # noqa: E402
 from pangu_cli.spikes import SpikeGuard, StabilitySection  # noqa: E402
 from pangu_cli.trainer import Callback, Trainer  # noqa: E402
 from stages.pretrain import OptimSection  # noqa: E402
@@ -72,8 +69,17 @@ def run_arm(args, norm: str, init: str, corpus, val, token_bytes, eod: int) -> d
     torch.manual_seed(args.seed)  # same seed, so arms differ only by norm and init
     model = PanguModel(cfg)
     optimizer = build_optimizer(model, OptimSection(lr=args.lr))
-    loader = PackedLoader(
-        corpus, seq_len=args.seq_len, batch_size=args.batch, eod_id=eod, seed=args.seed
+    # Each domain at its share of the corpus's tokens: the corpus as it is, no phase recipe.
+    lengths = np.bincount(corpus.domains, np.diff(corpus.offsets), len(corpus.domain_names))
+    shares = lengths / lengths.sum()
+    mixture = {name: float(shares[i]) for i, name in enumerate(corpus.domain_names)}
+    loader = MixtureLoader(
+        corpus,
+        mixture=mixture,
+        seq_len=args.seq_len,
+        batch_size=args.batch,
+        eod_id=eod,
+        seed=args.seed,
     )
     # Judged against a window of 20 steps; policy warn: count, never intervene.
     guard = SpikeGuard(

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from pangu_cli.checkpoint import load_checkpoint, save_checkpoint
+from pangu_cli.mixture import MixtureLoader
 from pangu_cli.model import ModelConfig, PanguModel
-from pangu_cli.packing import PackedLoader, TokenCorpus
+from pangu_cli.packing import TokenCorpus
 from pangu_cli.trainer import Trainer
 from stages.pretrain import OptimSection, build_optimizer
 
@@ -43,9 +44,16 @@ def make_corpus(n_docs: int = 300) -> TokenCorpus:
     )
 
 
-def make_loader(seq_len: int = 32, batch_size: int = 8) -> PackedLoader:
-    return PackedLoader(
-        make_corpus(), seq_len=seq_len, batch_size=batch_size, eod_id=EOD, seed=SEED
+def make_loader(seq_len: int = 32, batch_size: int = 8) -> MixtureLoader:
+    """The one-domain packed stream; it yields the global batch, so every layout (and the
+    single process) sees the same rows."""
+    return MixtureLoader(
+        make_corpus(),
+        mixture={"random": 1.0},
+        seq_len=seq_len,
+        batch_size=batch_size,
+        eod_id=EOD,
+        seed=SEED,
     )
 
 
