@@ -60,3 +60,36 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("a: [1,\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(Outer, bad)
+
+
+def test_stage_command_layers_file_flags_overrides_and_reports(tmp_path):
+    """run_stage_command, the body of every stage command: a flag left out (None) keeps the
+    file's value, a flag given beats it, an override beats both; then the stage runs and its
+    manifest is reported. A user mistake exits 2."""
+    import typer
+
+    from pangu_cli.cli import run_stage_command
+
+    path = tmp_path / "c.yaml"
+    path.write_text("stage:\n  steps: 5\n  inner:\n    lr: 0.1\n    name: file\n")
+    seen = {}
+
+    def stage(cfg: Outer, out, force: bool = False) -> dict:
+        seen["cfg"], seen["out"], seen["force"] = cfg, out, force
+        return {"steps": cfg.steps}
+
+    def report(manifest: dict, out) -> None:
+        seen["report"] = (manifest, out)
+
+    run_stage_command(
+        stage, Outer, "stage", out=tmp_path / "run", config=str(path),
+        flags={"steps": None, "inner.name": "flag", "inner.lr": 0.2}, overrides=["inner.lr=3e-4"],
+        report=report, force=True,
+    )  # fmt: skip
+    assert seen["cfg"] == Outer(steps=5, inner=Inner(lr=3e-4, name="flag"))
+    assert seen["force"] and seen["report"] == ({"steps": 5}, tmp_path / "run")
+    with pytest.raises(typer.Exit) as exit_info:
+        run_stage_command(
+            stage, Outer, "stage", out=tmp_path, config=None, flags={}, overrides=["steps=x"]
+        )
+    assert exit_info.value.exit_code == 2

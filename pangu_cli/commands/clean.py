@@ -6,10 +6,17 @@ from pathlib import Path
 
 import typer
 
-from pangu_cli.cli import ConfigOption, ForceOption, OverridesArgument, app, run_stage
+from pangu_cli.cli import (
+    ConfigOption,
+    ForceOption,
+    OverridesArgument,
+    print_table,
+    run_stage_command,
+    stage_command,
+)
 
 
-@app.command("data-clean", context_settings={"allow_interspersed_args": True})
+@stage_command("data-clean")
 def data_clean(
     out: Path = typer.Option(
         ..., "--out", help="Output directory (kept shards, removed/, report.html, manifest.json)."
@@ -38,29 +45,36 @@ def data_clean(
     (valid input for tokenizer-build and tokenize), removed ones to removed/*.arrow with
     a `reason` column; report.html shows what was removed and why. Under torchrun or
     Slurm each rank cleans its slice and the output is the same as one process's."""
-    from pangu_cli.config import load_config
     from stages.data_clean import DataCleanConfig
     from stages.data_clean import run as run_clean
 
-    def go() -> None:
-        flags = {"input": input, "workers": workers, "quality.model": quality_model}
-        cfg = load_config(DataCleanConfig, config, overrides, flags, section="data_clean")
-        manifest = run_clean(cfg, out, force=force)
-        if "counts" not in manifest:
-            return  # a rank other than 0: rank 0 reports
-        from pangu_cli.commands.data import _summary
+    flags = {"input": input, "workers": workers, "quality.model": quality_model}
+    run_stage_command(
+        run_clean,
+        DataCleanConfig,
+        "data_clean",
+        out=out,
+        config=config,
+        flags=flags,
+        overrides=overrides,
+        report=print_clean_summary,
+        force=force,
+    )
 
-        counts = manifest["counts"]
-        rows = [
-            [d, s["in"], s["kept"], s["removed"]]
-            + [", ".join(f"{k} {v}" for k, v in s["removed_by_reason"].items()) or "-"]
-            for d, s in manifest["domains"].items()
-        ]
-        rows.append(["all", counts["in"], counts["kept"], counts["removed"], ""])
-        _summary(
-            f"data-clean {out} ({manifest['wall_time_s']:.1f} s, report {out / 'report.html'})",
-            ["domain", "in", "kept", "removed", "reasons"],
-            rows,
-        )
 
-    run_stage(go)
+def print_clean_summary(manifest: dict, out: Path) -> None:
+    """Per domain: documents in, kept, removed, and the removal reasons with counts."""
+    if "counts" not in manifest:
+        return  # a rank other than 0: rank 0 reports
+    counts = manifest["counts"]
+    rows = [
+        [d, s["in"], s["kept"], s["removed"]]
+        + [", ".join(f"{k} {v}" for k, v in s["removed_by_reason"].items()) or "-"]
+        for d, s in manifest["domains"].items()
+    ]
+    rows.append(["all", counts["in"], counts["kept"], counts["removed"], ""])
+    print_table(
+        f"data-clean {out} ({manifest['wall_time_s']:.1f} s, report {out / 'report.html'})",
+        ["domain", "in", "kept", "removed", "reasons"],
+        rows,
+    )

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from pangu_cli.cli import ConfigOption, ForceOption, OverridesArgument, app, run_stage
+from pangu_cli.cli import (
+    ConfigOption,
+    ForceOption,
+    OverridesArgument,
+    print_table,
+    run_stage_command,
+    stage_command,
+)
 
 InputOption = typer.Option(
     None,
@@ -15,7 +22,7 @@ InputOption = typer.Option(
 )
 
 
-@app.command("tokenizer-build", context_settings={"allow_interspersed_args": True})
+@stage_command("tokenizer-build")
 def tokenizer_build(
     out: Path = typer.Option(
         ..., "--out", help="Output directory (tokenizer.json, HF configs, manifest.json)."
@@ -37,20 +44,24 @@ def tokenizer_build(
     the printed table report bytes and characters per token on each domain's held-out
     documents, for both modes side by side (compare=true).
     """
-    from pangu_cli.config import load_config
     from stages.tokenizer_build import TokenizerBuildConfig
     from stages.tokenizer_build import run as run_build
 
-    def go() -> None:
-        flags = {"input": input, "vocab_size": vocab_size}
-        cfg = load_config(TokenizerBuildConfig, config, overrides, flags, section="tokenizer_build")
-        manifest = run_build(cfg, out, force=force)
-        print_tokenizer_table(manifest, f"tokenizer {out}")
+    flags = {"input": input, "vocab_size": vocab_size}
+    run_stage_command(
+        run_build,
+        TokenizerBuildConfig,
+        "tokenizer_build",
+        out=out,
+        config=config,
+        flags=flags,
+        overrides=overrides,
+        report=lambda manifest, run_dir: print_tokenizer_table(manifest, f"tokenizer {run_dir}"),
+        force=force,
+    )
 
-    run_stage(go)
 
-
-@app.command("tokenize", context_settings={"allow_interspersed_args": True})
+@stage_command("tokenize")
 def tokenize(
     out: Path = typer.Option(
         ..., "--out", help="Output directory (token shards, tokenizer.json, manifest.json)."
@@ -71,34 +82,43 @@ def tokenize(
     """Turn document shards into token shards (config section `tokenize`): one row per
     document with its tokens (no end-of-document token), domain, quality, difficulty and
     UTF-8 byte count. The output is identical whatever the number of workers."""
-    from pangu_cli.config import load_config
     from stages.tokenize import TokenizeConfig
     from stages.tokenize import run as run_tokenize
 
-    def go() -> None:
-        flags = {"input": input, "tokenizer": tokenizer, "workers": workers}
-        cfg = load_config(TokenizeConfig, config, overrides, flags, section="tokenize")
-        manifest = run_tokenize(cfg, out, force=force)
-        speed = manifest["throughput"]
-        counts = manifest["counts"]
-        _summary(
-            f"tokens {out} ({counts['shards']} shards)",
-            ["domain", "docs", "tokens", "bytes", "bytes/token"],
-            [
-                [d, s["documents"], s["tokens"], s["bytes"], s["bytes_per_token"]]
-                for d, s in manifest["domains"].items()
-            ]
-            + [
-                ["all", counts["documents"], counts["tokens"], counts["bytes"]]
-                + [round(counts["bytes"] / max(counts["tokens"], 1), 4)]
-            ],
-        )
-        typer.echo(
-            f"{speed['tokens_per_s']:,.0f} tokens/s, {speed['mb_per_s']:.2f} MB/s "
-            f"with {speed['workers']} worker(s) in {speed['seconds']:.1f} s"
-        )
+    flags = {"input": input, "tokenizer": tokenizer, "workers": workers}
+    run_stage_command(
+        run_tokenize,
+        TokenizeConfig,
+        "tokenize",
+        out=out,
+        config=config,
+        flags=flags,
+        overrides=overrides,
+        report=print_tokenize_summary,
+        force=force,
+    )
 
-    run_stage(go)
+
+def print_tokenize_summary(manifest: dict, out: Path) -> None:
+    """Per domain: documents, tokens, bytes and bytes per token; then the throughput."""
+    speed = manifest["throughput"]
+    counts = manifest["counts"]
+    print_table(
+        f"tokens {out} ({counts['shards']} shards)",
+        ["domain", "docs", "tokens", "bytes", "bytes/token"],
+        [
+            [d, s["documents"], s["tokens"], s["bytes"], s["bytes_per_token"]]
+            for d, s in manifest["domains"].items()
+        ]
+        + [
+            ["all", counts["documents"], counts["tokens"], counts["bytes"]]
+            + [round(counts["bytes"] / max(counts["tokens"], 1), 4)]
+        ],
+    )
+    typer.echo(
+        f"{speed['tokens_per_s']:,.0f} tokens/s, {speed['mb_per_s']:.2f} MB/s "
+        f"with {speed['workers']} worker(s) in {speed['seconds']:.1f} s"
+    )
 
 
 def print_tokenizer_table(manifest: dict, title: str) -> None:
@@ -127,17 +147,5 @@ def print_tokenizer_table(manifest: dict, title: str) -> None:
             row += [s.get("bytes_per_token", "-"), s.get("chars_per_token", "-")]
         rows.append(row)
     vocab = manifest["counts"]["vocab_size"]
-    _summary(f"{title} ({manifest['mode']}, vocab {vocab}, {manifest['train_time_s']:.1f} s)",
-             header, rows)  # fmt: skip
-
-
-def _summary(title: str, header: list[str], rows: list[list]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
-    Console().print(table)
+    title = f"{title} ({manifest['mode']}, vocab {vocab}, {manifest['train_time_s']:.1f} s)"
+    print_table(title, header, rows)

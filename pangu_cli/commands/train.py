@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from pangu_cli.cli import ConfigOption, ForceOption, OverridesArgument, app, run_stage
+from pangu_cli.cli import (
+    ConfigOption,
+    ForceOption,
+    OverridesArgument,
+    run_stage,
+    run_stage_command,
+    stage_command,
+)
 
 
 def phase_section(config: str | None, phase: str | None) -> dict:
@@ -32,7 +39,7 @@ def phase_section(config: str | None, phase: str | None) -> dict:
     return flat
 
 
-@app.command("pretrain", context_settings={"allow_interspersed_args": True})
+@stage_command("pretrain")
 def pretrain(
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics, manifest)."),
     config: str = ConfigOption,
@@ -68,32 +75,44 @@ def pretrain(
     and bits per byte per domain, a spike guard, DCP checkpoints with exact resume. Under
     `torchrun --nproc-per-node N -m pangu_cli.main pretrain ...` it runs the `parallel`
     layout (parallel.dp_shard / tp / pp ...)."""
-    from pangu_cli.config import load_config
     from stages.pretrain import PretrainConfig
     from stages.pretrain import run as run_pretrain
 
-    def go() -> None:
-        flags = {
-            "phase": phase,
-            "data.input": input,
-            "train.steps": steps,
-            "train.save_every": save_every,
-            "train.seed": seed,
-            "model.preset": preset,
-            "train.init": init,
-        }
-        given = {k: v for k, v in flags.items() if v is not None}
-        flags = {**phase_section(config, phase), **given}
-        cfg = load_config(PretrainConfig, config, overrides, flags, section="pretrain")
-        manifest = run_pretrain(cfg, out, resume=resume, force=force)
-        val = manifest.get("validation", {})
-        if val:
-            first, last = val["first"], val["last"]
-            drop = 100 * (1 - last["val_loss"] / first["val_loss"])
-            typer.echo(
-                f"held-out loss {first['val_loss']:.4f} (step {first['step']}) -> "
-                f"{last['val_loss']:.4f} (step {last['step']}), {drop:.1f}% lower; "
-                f"bits per byte {last['val_bpb']:.4f}"
-            )
+    flags = {
+        "phase": phase,
+        "data.input": input,
+        "train.steps": steps,
+        "train.save_every": save_every,
+        "train.seed": seed,
+        "model.preset": preset,
+        "train.init": init,
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    # The file's pretrain_<phase> section lies under the flags given. It is read under
+    # run_stage, so a missing or invalid config file is one line and exit 2 here too.
+    phase_flags = run_stage(lambda: phase_section(config, phase))
+    run_stage_command(
+        run_pretrain,
+        PretrainConfig,
+        "pretrain",
+        out=out,
+        config=config,
+        flags={**phase_flags, **given},
+        overrides=overrides,
+        report=print_heldout_change,
+        resume=resume,
+        force=force,
+    )
 
-    run_stage(go)
+
+def print_heldout_change(manifest: dict, out: Path) -> None:
+    """The held-out loss at the first and last validation, and the final bits per byte."""
+    val = manifest.get("validation", {})
+    if val:
+        first, last = val["first"], val["last"]
+        drop = 100 * (1 - last["val_loss"] / first["val_loss"])
+        typer.echo(
+            f"held-out loss {first['val_loss']:.4f} (step {first['step']}) -> "
+            f"{last['val_loss']:.4f} (step {last['step']}), {drop:.1f}% lower; "
+            f"bits per byte {last['val_bpb']:.4f}"
+        )
