@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 import kernels
 
@@ -118,7 +119,7 @@ class Block(nn.Module):
 
 
 class PanguModel(nn.Module):
-    """tokens [B, T] -> logits [B, T, vocab].
+    """tokens [B, T] -> logits [B, T, vocab], or with `targets` the summed loss.
 
     `layers` is a ModuleDict keyed by layer index, and `tok_embeddings`, `norm` and
     `output` may be set to None, so a pipeline stage can keep only its slice of the
@@ -171,10 +172,15 @@ class PanguModel(nn.Module):
         tokens: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`tokens` [B, T] (or hidden states [B, T, d] on a later pipeline stage);
         `position_ids` [B, T] restart per document; `doc_ids` [B, T] index each
-        position's document for the attention mask (None: plain causal)."""
+        position's document for the attention mask (None: plain causal).
+
+        Returns logits [B, T, vocab]; given `targets` [B, T] (-100 where nothing is
+        predicted), the summed next-token cross-entropy in fp32 instead, computed with the
+        head fused into the loss so the full logits never exist."""
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
         batch, seq = h.shape[:2]
         if position_ids is None:
@@ -187,9 +193,24 @@ class PanguModel(nn.Module):
             h = block(h, rope, mask)
         if self.norm is not None:
             h = self.norm(h)
-        return self.output(h) if self.output is not None else h
+        if self.output is None:
+            return h
+        if targets is None:
+            return self.output(h)
+        if isinstance(self.output.weight, DTensor):
+            # A tensor-parallel head is split over the vocabulary: go through the module
+            # (its hooks gather the logits) and take the plain loss.
+            return cross_entropy_sum(self.output(h), targets)
+        return kernels.linear_cross_entropy(h, self.output.weight, targets)
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy in fp32."""
+    """Mean next-token cross-entropy in fp32 over targets that are not -100."""
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy in fp32 over targets that are not -100."""
+    return F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
+    )

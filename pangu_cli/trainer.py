@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pangu_cli.model import cross_entropy
 from pangu_cli.packing import Batch
 from pangu_cli.parallel.apply import ParallelModel
 from pangu_cli.parallel.evaluate import evaluate_batches
@@ -80,10 +79,15 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def forward_logits(self, batch: Batch) -> torch.Tensor:
+    def forward_loss(self, batch: Batch) -> torch.Tensor:
+        """Mean cross-entropy over the batch's targets (the model fuses head and loss)."""
         to = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
+        targets = to(batch.targets)
         with self.autocast():
-            return self.model(to(batch.inputs), to(batch.position_ids), to(batch.doc_ids))
+            total = self.model(
+                to(batch.inputs), to(batch.position_ids), to(batch.doc_ids), targets=targets
+            )
+        return total / (targets != -100).sum().clamp_min(1)
 
     def _forward_backward(self, batch: Batch) -> tuple[float, float]:
         if self.parallel is not None:
@@ -92,8 +96,7 @@ class Trainer:
             loss = forward_backward(self.parallel, batch, self.autocast_dtype)
             return loss, clip_grad_norm_(self.parallel, self.grad_clip)
         self.model.train()
-        logits = self.forward_logits(batch)
-        loss = cross_entropy(logits, batch.targets.to(self.device))
+        loss = self.forward_loss(batch)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         return loss.item(), float(grad_norm)

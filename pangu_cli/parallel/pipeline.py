@@ -14,7 +14,6 @@ import copy
 import heapq
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.pipelining import PipelineStage
@@ -26,7 +25,7 @@ from torch.distributed.pipelining.schedules import (
     ScheduleInterleaved1F1B,
 )
 
-from pangu_cli.model import PanguModel
+from pangu_cli.model import PanguModel, cross_entropy_sum
 from pangu_cli.parallel.config import ParallelConfig
 
 # Cost of the embedding and of the final norm + output head, in transformer layers. The
@@ -115,10 +114,7 @@ class StageHolder(nn.Module):
 def pipeline_loss(logits: torch.Tensor, targets: torch.Tensor, n_tokens: float) -> torch.Tensor:
     """Summed cross-entropy of one micro-batch over the global count of targets, so the
     micro-batch losses add up to the single-process mean over the global batch."""
-    nats = F.cross_entropy(
-        logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
-    )
-    return nats / n_tokens
+    return cross_entropy_sum(logits, targets) / n_tokens
 
 
 def build_schedule(

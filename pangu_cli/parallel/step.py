@@ -14,7 +14,7 @@ from torch.distributed.tensor import DTensor
 from pangu_cli.packing import Batch
 from pangu_cli.parallel.apply import ParallelModel
 from pangu_cli.parallel.config import check_batch
-from pangu_cli.parallel.pipeline import build_schedule, pipeline_loss
+from pangu_cli.parallel.pipeline import build_schedule
 
 
 def local_batch(pm: ParallelModel, batch: Batch) -> dict[str, torch.Tensor | None]:
@@ -59,8 +59,7 @@ def forward_backward(
         kwargs["doc_ids"] = local["doc_ids"]
     with _autocast(pm.device, autocast_dtype):
         if pm.schedule is None:
-            logits = pm.module(local["inputs"], **kwargs)
-            loss = pipeline_loss(logits, local["targets"], n_tokens)
+            loss = pm.module(local["inputs"], targets=local["targets"], **kwargs) / n_tokens
             loss.backward()
             mine = loss.detach()
         else:
