@@ -31,7 +31,7 @@ from pangu_cli import tokenizer as tok
 from pangu_cli.artifacts import MANIFEST, read_manifest, write_manifest
 from pangu_cli.callbacks import Checkpointer, MetricsLogger, ProgressBar, Validator
 from pangu_cli.checkpoint import barrier, load_checkpoint, rank, read_latest
-from pangu_cli.device import autocast_dtype, device_name, peak_flops
+from pangu_cli.device import autocast_dtype, device_name, peak_flops, tune_cpu_allocator
 from pangu_cli.errors import UserError
 from pangu_cli.mixture import MixtureLoader
 from pangu_cli.model import PanguModel
@@ -126,6 +126,8 @@ class PretrainConfig:
 
 def run(config: PretrainConfig, out: str | Path, resume: bool = False, force: bool = False) -> dict:
     device, world, own_group = init_distributed(config.train.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     try:
         return _run(config, Path(out), resume, force, device, world)
     finally:
@@ -203,7 +205,8 @@ def _run(
     model = PanguModel(model_cfg).to(device)
     counts = count_parameters(model)
     mesh = build_mesh(pcfg, world, device.type) if world > 1 else None
-    pm = parallelize(model, mesh, pcfg)
+    compute_dtype = autocast_dtype(device, config.train.dtype)
+    pm = parallelize(model, mesh, pcfg, param_dtype=compute_dtype)
     module = pm.module  # PanguModel's parameter names under any layout
     optimizer = build_optimizer(module, config.optim)
     loader = MixtureLoader(
@@ -279,7 +282,7 @@ def _run(
         total_steps=total_steps,
         grad_clip=config.optim.grad_clip,
         device=device,
-        autocast_dtype=autocast_dtype(device, config.train.dtype),
+        autocast_dtype=compute_dtype,
         callbacks=[
             metrics,
             validator,

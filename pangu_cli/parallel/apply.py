@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import Replicate, Shard
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
@@ -137,12 +137,22 @@ def apply_ac(model: PanguModel, mode: str) -> None:
             )
 
 
-def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, reshard_after_forward: bool) -> None:
+def apply_fsdp(
+    model: nn.Module,
+    dp_mesh: DeviceMesh,
+    reshard_after_forward: bool,
+    param_dtype: torch.dtype | None = None,
+) -> None:
     """fully_shard each block, then the root (embedding, final norm, head). A 2-D dp_mesh
-    (dp_replicate, dp_shard) gives HSDP: sharded within a group, replicated across."""
+    (dp_replicate, dp_shard) gives HSDP: sharded within a group, replicated across.
+
+    With `param_dtype` (bf16 training) the weights are all-gathered in that dtype, half
+    the traffic of fp32, and gradients are reduced in fp32; the sharded master weights and
+    the optimiser state stay fp32."""
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
     for block in model.layers.values():
-        fully_shard(block, mesh=dp_mesh, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=dp_mesh, reshard_after_forward=reshard_after_forward)
+        fully_shard(block, mesh=dp_mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
+    fully_shard(model, mesh=dp_mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
     # Sum, not average, the gradients over data-parallel ranks: train_step's loss is
     # already divided by the global target count, as single-process cross_entropy is.
     # A plain SUM (no PREMUL_SUM(1.0), which gloo lacks) with nothing divided after.
@@ -157,8 +167,10 @@ def parallelize(
     mesh: DeviceMesh | None,
     cfg: ParallelConfig,
     device: torch.device | None = None,
+    param_dtype: torch.dtype | None = None,
 ) -> ParallelModel:
     """Apply the layout `cfg` to `model`; mesh None: one process, no parallelism.
+    `param_dtype`: the compute dtype FSDP gathers weights in (None: as stored, fp32).
 
     `model` is either built on this rank's device, identical on every rank (each rank then
     keeps its shards of the same weights), or on the meta device with `device` given: then
@@ -184,7 +196,7 @@ def parallelize(
                 block.compile()  # in place: parameter names do not change
         if cfg.dp > 1:
             dp_mesh = mesh["dp_replicate", "dp_shard"] if cfg.dp_replicate > 1 else mesh["dp_shard"]
-            apply_fsdp(part, dp_mesh, reshard_after_forward=cfg.zero == "3")
+            apply_fsdp(part, dp_mesh, cfg.zero == "3", param_dtype)
         if on_meta:
             part.to_empty(device=device)
             part.init_weights()  # on DTensor shards: each rank draws its own slice
