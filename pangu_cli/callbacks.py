@@ -152,6 +152,8 @@ class Checkpointer(Callback):
         self.last_saved = trainer.step
 
     def on_step_end(self, trainer: Trainer, result: StepResult) -> None:
+        if self.last_saved == trainer.step:  # already saved this step (after a rollback)
+            return
         if result.step % self.every == 0 or result.step == trainer.total_steps:
             self.save(trainer)
 

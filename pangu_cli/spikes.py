@@ -10,7 +10,9 @@ with the step and the data it came from (domains and document ids), and the poli
 - warn: apply the update anyway;
 - skip_batch: drop the update (the batch is consumed, the weights and optimiser unchanged);
 - rollback: drop it, restore model and optimiser from the last checkpoint, and keep the
-  loader where it is, so the data window between that checkpoint and the spike is skipped.
+  loader where it is, so the data window between that checkpoint and the spike is skipped;
+  then checkpoint at once, so a crash before the next regular save cannot resume from
+  the old checkpoint and replay the skipped window.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class SpikeGuard(Callback):
             load_checkpoint(ckpt, trainer.model, trainer.optimizer)  # loader stays put
             event["rollback"] = ckpt.name
             event["skipped_window"] = [int(ckpt.name.split("_")[-1]) + 1, result.step]
+            self.checkpointer.save(trainer)
         self.metrics.log({"event": "spike", **event})
         self.console.print(f"rolled back to {event['rollback']}")
 

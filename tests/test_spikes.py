@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 
 from pangu_cli.callbacks import Checkpointer, MetricsLogger
+from pangu_cli.checkpoint import load_checkpoint
 from pangu_cli.mixture import MixtureLoader
 from pangu_cli.spikes import SpikeGuard, StabilitySection, _is_spike
 from pangu_cli.trainer import Callback, Trainer
@@ -99,6 +100,14 @@ def test_injected_bad_batch_is_caught_and_handled(policy, tmp_path):
         fresh = loader()
         stream = [fresh.next_batch().documents for _ in range(STEPS)]
         assert snaps.batches[BAD_STEP + 1] == stream[BAD_STEP]  # batch 11, not 9 again
+        # Checkpointed right after the rollback: a crash now resumes past the bad window.
+        model = make_model()
+        ckpt = tmp_path / "checkpoints" / f"step_{BAD_STEP:07d}"
+        state = load_checkpoint(ckpt, model, make_optimizer(model))
+        assert same(list(model.parameters()), snaps.params[8])
+        resumed = loader()
+        resumed.load_state_dict(state["loader"])
+        assert resumed.next_batch().documents == stream[BAD_STEP]
     assert data.served == STEPS
 
 
