@@ -1,12 +1,18 @@
 """pangu's pretrain step against Hugging Face transformers' LlamaForCausalLM, side by side in
 one process on this CPU: same shape, batch, sequence length, data, optimiser (AdamW) and
-gradient clipping; fp32. Arms run interleaved, round after round, and each reports the
-median over rounds, so a noisy neighbour hits every arm alike.
+gradient clipping; fp32. Arms run interleaved, round after round; each reports its median
+tokens/s and, against HF, the median of the per-round ratios (a noisy neighbour slows both
+sides of a round alike, so the paired ratio is steadier than a ratio of medians).
+
+The process tunes glibc's allocator as `pangu pretrain` does on CPU (HF shares the process,
+so it gets the same allocator); --stock-allocator leaves glibc's defaults. Minor page
+faults per step show what fresh memory each arm asks the kernel for.
 
 Arms:
-  hf-llama          LlamaForCausalLM (SDPA, causal), our cross-entropy on its logits
+  hf-llama          LlamaForCausalLM (SDPA, causal), F.cross_entropy on its logits
   pangu             pangu's Trainer.train_step, DSSN (two extra norms per layer), packed
-                    rows with document masks and per-document positions (what pretrain runs)
+                    rows with document masks and per-document positions, the head fused
+                    into the loss (what pretrain runs)
   pangu-causal      the same without document masks (HF's attention pattern)
   pangu-compiled    pangu with torch.compile per block (parallel.compile / train.compile)
 
@@ -14,12 +20,14 @@ MFU = model FLOPs (6 N per token + attention, pangu_cli.presets) per second over
 measured fp32 matmul peak. A torch.profiler table of one pangu step says where time goes.
 
     .venv/bin/python benchmarks/throughput/run.py                      # ~6 layers d256
-    .venv/bin/python benchmarks/throughput/run.py --shape 12x512 --seq-len 512 --batch 4
+    .venv/bin/python benchmarks/throughput/run.py --shape 12x512 --seq-len 512 --batch 4 \
+        --vocab 16384
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -31,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pangu_cli.device import measured_matmul_peak, peak_flops  # noqa: E402
+from pangu_cli.device import measured_matmul_peak, peak_flops, tune_cpu_allocator  # noqa: E402
 from pangu_cli.model import ModelConfig, PanguModel  # noqa: E402
 from pangu_cli.packing import Batch, pack_rows  # noqa: E402
 from pangu_cli.presets import (  # noqa: E402
@@ -127,11 +135,14 @@ class PanguStep:
         return self.trainer.train_step(batch)[0]
 
 
-def time_steps(step, batches: list[Batch]) -> float:
+def time_steps(step, batches: list[Batch]) -> tuple[float, int]:
+    """Seconds and minor page faults for one pass over `batches`."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for b in batches:
         step(b)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
 def profile(step, batch: Batch, top: int) -> str:
@@ -153,14 +164,16 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=8192)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per arm per round")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per arm per round")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--stock-allocator", action="store_true", help="glibc malloc defaults")
     ap.add_argument("--profile-rows", type=int, default=14)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    tuned = device.type == "cpu" and not args.stock_allocator and tune_cpu_allocator()
     dtype = torch.bfloat16 if args.dtype == "bf16" else None
     if args.preset:
         cfg = PRESETS[args.preset]
@@ -185,9 +198,12 @@ def main() -> None:
         step(data[name][0])
         print(f"{name}: warm-up {time.perf_counter() - start:.1f} s", flush=True)
     times: dict[str, list[float]] = {name: [] for name in arms}
+    faults: dict[str, list[int]] = {name: [] for name in arms}
     for r in range(args.rounds):
         for name, step in arms.items():
-            times[name].append(time_steps(step, data[name]))
+            seconds, n_faults = time_steps(step, data[name])
+            times[name].append(seconds)
+            faults[name].append(n_faults)
         print(f"round {r + 1}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()),
               flush=True)  # fmt: skip
     if device.type == "cpu":
@@ -202,16 +218,21 @@ def main() -> None:
         f"vocab {args.vocab}, seq {args.seq_len}, batch {args.batch}, {args.device} "
         f"({args.threads} threads), {args.dtype}; median of {args.rounds} rounds x "
         f"{args.steps} steps; pangu "
-        f"{counts['total'] / 1e6:.2f}M params; peak {peak / 1e9:.0f} GFLOP/s ({source})"
+        f"{counts['total'] / 1e6:.2f}M params; peak {peak / 1e9:.0f} GFLOP/s ({source}); "
+        f"allocator {'tuned' if tuned else 'stock'}"
     )
     base = times.get("hf-llama", times["pangu"])
-    hf = tokens / statistics.median(base)
-    print(f"{'arm':<16} {'tokens/s':>9} {'vs HF':>6} {'MFU':>6}  (per-round tokens/s)")
+    print(
+        f"{'arm':<16} {'tokens/s':>9} {'vs HF':>6} {'MFU':>6} {'faults/step':>11}"
+        "  (per-round tokens/s)"
+    )
     for name, ts in times.items():
         tps = tokens / statistics.median(ts)
+        paired = statistics.median(b / t for b, t in zip(base, ts, strict=True))
         rounds = ", ".join(f"{tokens / t:.0f}" for t in ts)
         mfu = 100 * tps * flops / peak
-        print(f"{name:<16} {tps:>9.0f} {tps / hf:>5.2f}x {mfu:>5.1f}%  ({rounds})")
+        per_step = statistics.median(faults[name]) / args.steps
+        print(f"{name:<16} {tps:>9.0f} {paired:>5.2f}x {mfu:>5.1f}% {per_step:>11.0f}  ({rounds})")
     if args.profile_rows:
         print("\nwhere a pangu step's time goes (eager, document-masked):")
         print(profile(arms["pangu"], masked[0], args.profile_rows))

@@ -150,9 +150,11 @@ def gopher_repetition(
         return "gopher_repetition.dup_line_char_frac"
     if not words:
         return None
-    # Words to integer ids, so n-grams hash in numpy instead of joining strings.
-    # Python's hash() is stable within a process, which is all one document needs.
-    ids = np.fromiter(map(hash, words), np.int64, len(words)).view(np.uint64)
+    # Words to integer ids in order of first appearance, so n-grams hash in numpy instead
+    # of joining strings. Not Python's hash(): it changes from process to process, and
+    # with it which of several equally frequent n-grams would be judged.
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.uint64, len(words))
     lengths = np.fromiter(map(len, words), np.int64, len(words))
     prefix = np.concatenate([[0], np.cumsum(lengths)])
     offset = cfg.cjk_n_offset if is_cjk(lang) else 0
@@ -163,7 +165,10 @@ def gopher_repetition(
             continue
         h = _ngram_hashes(ids, n)
         uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
-        best = int(np.argmax(counts))
+        # Of equally frequent n-grams, the one that appears first (Counter.most_common's
+        # order, which datatrove uses).
+        top = np.flatnonzero(counts == counts.max())
+        best = int(top[np.argmin(first[top])])
         if counts[best] < 2:  # a gram that occurs once is not repetition (short CJK poems)
             continue
         i = int(first[best])
