@@ -198,8 +198,8 @@ class PanguModel(nn.Module):
         if targets is None:
             return self.output(h)
         if isinstance(self.output.weight, DTensor):
-            # A tensor-parallel head is split over the vocabulary: go through the module
-            # (its hooks gather the logits) and take the plain loss.
+            # A tensor-parallel head: through the module and its hooks, then torch's
+            # cross-entropy (vocabulary-parallel when the caller runs it in loss_parallel).
             return cross_entropy_sum(self.output(h), targets)
         return kernels.linear_cross_entropy(h, self.output.weight, targets)
 

@@ -163,6 +163,8 @@ def test_tp_sp_matches_single_process(tmp_path, reference):
     included), 20 steps."""
     run = torchrun(tmp_path, 2, [{"name": "tp2", "tp": 2}])
     check_layout(run["tp2"], reference)
+    # The loss ran vocabulary-parallel: no rank gathered the full logits.
+    assert set(run["tp2"]["head_output"]) == {"(Shard(dim=2),)"}
 
 
 CKPT_STEP = 10

@@ -64,20 +64,26 @@ class ParallelModel:
         return self.local_rank("dp_replicate") * self.cfg.dp_shard + self.local_rank("dp_shard")
 
 
-def apply_tp(model: PanguModel, tp_mesh: DeviceMesh) -> None:
+def apply_tp(model: PanguModel, tp_mesh: DeviceMesh, loss_parallel: bool = True) -> None:
     """Megatron-style TP with sequence parallelism. Between the parallel regions the
     residual stream is a plain tensor holding this rank's slice of the sequence
     [B, T/tp, d]; every norm (pre-norms, DSSN post-norms, final norm) runs on that slice
-    with a replicated gamma, so norm activations are not duplicated across TP ranks."""
+    with a replicated gamma, so norm activations are not duplicated across TP ranks.
+
+    `loss_parallel`: the head's logits stay split over the vocabulary (a DTensor) and the
+    cross-entropy runs on the shards (torch's loss_parallel: the callers in step.py and
+    evaluate.py enter it), so no rank holds the full [tokens, vocab] logits. Pipeline
+    stages exchange plain tensors, so under pp > 1 the last stage gathers the logits."""
     top = {}
     if model.tok_embeddings is not None:
         top["tok_embeddings"] = RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1))
     if model.norm is not None:
         top["norm"] = SequenceParallel()
     if model.output is not None:
-        # Full logits on every TP rank, so the loss is the single-process cross-entropy.
         top["output"] = ColwiseParallel(
-            input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True
+            input_layouts=Shard(1),
+            output_layouts=Shard(-1) if loss_parallel else Replicate(),
+            use_local_output=not loss_parallel,
         )
     if top:
         parallelize_module(model, tp_mesh, top)
@@ -188,7 +194,7 @@ def parallelize(
         parts, stage_ids = [model], [0]
     for part in parts:
         if cfg.tp > 1:
-            apply_tp(part, mesh["tp"])
+            apply_tp(part, mesh["tp"], loss_parallel=cfg.pp == 1)
         if cfg.activation_checkpoint != "none":
             apply_ac(part, cfg.activation_checkpoint)
         if cfg.compile:

@@ -2,6 +2,7 @@
 
 Every data-parallel rank evaluates the whole (small) held-out batch, so no rows need
 padding to split evenly; FSDP gathers the weights as in training. Under TP the logits are
+split over the vocabulary and the per-token losses come from torch's loss_parallel,
 replicated, so each rank holds the full sums. Under pipelining, a forward-only pass walks
 the stages in order with point-to-point sends of the hidden states (the training schedule
 caches micro-batch shapes, and held-out batches vary in rows); the last stage's sums are
@@ -16,9 +17,11 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.tensor import DTensor
 
 from pangu_cli.packing import Batch
 from pangu_cli.parallel.apply import ParallelModel
+from pangu_cli.parallel.step import loss_context
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -81,9 +84,12 @@ def evaluate_batches(
         if logits is None:
             continue
         targets = batch.targets.to(device).flatten()
-        nats = F.cross_entropy(
-            logits.float().flatten(0, 1), targets, ignore_index=-100, reduction="none"
-        )
+        with torch.no_grad(), loss_context(pm) if pm is not None else contextlib.nullcontext():
+            nats = F.cross_entropy(
+                logits.float().flatten(0, 1), targets, ignore_index=-100, reduction="none"
+            )
+        if isinstance(nats, DTensor):
+            nats = nats.full_tensor()
         valid = targets != -100
         nbytes = token_bytes[targets.clamp(min=0)] * valid
         acc[0] += float(nats[valid].sum())

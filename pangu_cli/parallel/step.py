@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.parallel import loss_parallel
 
 from pangu_cli.packing import Batch
 from pangu_cli.parallel.apply import ParallelModel
@@ -38,6 +39,12 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
+def loss_context(pm: ParallelModel) -> contextlib.AbstractContextManager:
+    """torch's loss_parallel where the head's logits are vocabulary-sharded DTensors
+    (tensor parallel without pipelining, see apply_tp); forward and backward run in it."""
+    return loss_parallel() if pm.cfg.tp > 1 and pm.cfg.pp == 1 else contextlib.nullcontext()
+
+
 def _ensure_schedule(pm: ParallelModel, rows: int) -> None:
     """A pipeline schedule caches the micro-batch shapes of its first step; when the batch
     size changes (the batch-size ramp), build the stages and schedule afresh."""
@@ -59,9 +66,12 @@ def forward_backward(
         kwargs["doc_ids"] = local["doc_ids"]
     with _autocast(pm.device, autocast_dtype):
         if pm.schedule is None:
-            loss = pm.module(local["inputs"], targets=local["targets"], **kwargs) / n_tokens
-            loss.backward()
+            with loss_context(pm):
+                loss = pm.module(local["inputs"], targets=local["targets"], **kwargs) / n_tokens
+                loss.backward()
             mine = loss.detach()
+            if isinstance(mine, DTensor):  # replicated over the TP ranks
+                mine = mine.full_tensor()
         else:
             _ensure_schedule(pm, local["inputs"].shape[0])
             losses: list[torch.Tensor] = []

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from torch.distributed.tensor import DTensor  # noqa: E402
 
 from pangu_cli.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from pangu_cli.parallel import (  # noqa: E402
@@ -34,7 +35,7 @@ from tests.distributed.common import GRAD_CLIP, make_loader, make_model, make_op
 RUN_KEYS = ("name", "steps", "save_at", "ckpt", "load")
 
 
-def run(entry: dict, world: int) -> dict[str, list[float]]:
+def run(entry: dict, world: int) -> dict[str, list]:
     cfg = ParallelConfig(**{k: v for k, v in entry.items() if k not in RUN_KEYS})
     model = make_model()
     cfg = validate(cfg, world, model.cfg)
@@ -43,7 +44,14 @@ def run(entry: dict, world: int) -> dict[str, list[float]]:
     loader = make_loader()
     if entry.get("load"):
         loader.load_state_dict(load_checkpoint(entry["load"], pm.module, optimizer)["loader"])
-    out: dict[str, list[float]] = {"loss": [], "grad_norm": []}
+    out: dict[str, list] = {"loss": [], "grad_norm": [], "head_output": []}
+    head = getattr(pm.module, "output", None) if cfg.pp == 1 else None
+    if head is not None:  # how the logits leave the head: vocabulary-sharded under TP
+        head.register_forward_hook(
+            lambda m, a, o: out["head_output"].append(
+                str(o.placements) if isinstance(o, DTensor) else "plain"
+            )
+        )
     for step in range(1, entry.get("steps", 20) + 1):
         loss, norm = train_step(pm, loader.next_batch(), optimizer, GRAD_CLIP)
         out["loss"].append(loss)
