@@ -1,6 +1,8 @@
 """pangu's pretrain step against Hugging Face transformers' LlamaForCausalLM, side by side in
-one process on this CPU: same shape, batch, sequence length, data, optimiser (AdamW) and
-gradient clipping; fp32. Arms run interleaved, round after round; each reports its median
+one process on this CPU: same shape, batch, sequence length, data, AdamW hyperparameters
+and gradient clipping; fp32. Each side builds its optimiser its own way: HF gets torch's
+AdamW with defaults (foreach), as transformers' Trainer does; pangu its fused AdamW.
+Arms run interleaved, round after round; each reports its median
 tokens/s and, against HF, the median of the per-round ratios (a noisy neighbour slows both
 sides of a round alike, so the paired ratio is steadier than a ratio of medians).
 
@@ -94,7 +96,16 @@ class HFStep:
         torch.manual_seed(0)
         self.model = LlamaForCausalLM(hf_cfg).to(device)
         self.device, self.dtype = device, dtype
-        self.optimizer = build_optimizer(self.model, OptimSection(lr=lr))
+        # torch's AdamW with its defaults (foreach), as transformers' Trainer builds it
+        # (adamw_torch), with pangu's hyperparameters and weight-decay groups.
+        optim = OptimSection(lr=lr)
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+        )  # fmt: skip
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def __call__(self, batch: Batch) -> float:
