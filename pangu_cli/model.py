@@ -204,11 +204,6 @@ class PanguModel(nn.Module):
         return kernels.linear_cross_entropy(h, self.output.weight, targets)
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy in fp32 over targets that are not -100."""
-    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-
-
 def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Summed next-token cross-entropy in fp32 over targets that are not -100."""
     return F.cross_entropy(

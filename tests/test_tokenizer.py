@@ -39,6 +39,18 @@ def random_text(r: random.Random) -> str:
     return "".join(chars)
 
 
+def assert_lossless(tok, seed: int, n_random: int) -> None:
+    """EDGE_CASES and `n_random` random multi-script strings decode back to themselves,
+    and plain text never encodes to a special (control) token."""
+    r = random.Random(seed)
+    texts = EDGE_CASES + [random_text(r) for _ in range(n_random)]
+    encodings = tok.encode_batch(texts, add_special_tokens=False)
+    decoded = tok.decode_batch([e.ids for e in encodings], skip_special_tokens=False)
+    for text, back, enc in zip(texts, decoded, encodings, strict=True):
+        assert back == text
+        assert all(i >= tk.NUM_SPECIAL for i in enc.ids)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
@@ -61,14 +73,7 @@ def test_special_tokens_take_the_first_ids(built: tuple[Path, dict]) -> None:
 
 
 def test_lossless_on_random_multiscript_text(built: tuple[Path, dict]) -> None:
-    tok = tk.load_tokenizer(built[0], plain_text=True)
-    r = random.Random(1234)
-    texts = EDGE_CASES + [random_text(r) for _ in range(3000)]
-    encodings = tok.encode_batch(texts, add_special_tokens=False)
-    decoded = tok.decode_batch([e.ids for e in encodings], skip_special_tokens=False)
-    for text, back, enc in zip(texts, decoded, encodings, strict=True):
-        assert back == text
-        assert all(i >= tk.NUM_SPECIAL for i in enc.ids)  # plain text: no control tokens
+    assert_lossless(tk.load_tokenizer(built[0], plain_text=True), seed=1234, n_random=3000)
 
 
 def test_byte_lengths_add_up_to_utf8_bytes(built: tuple[Path, dict]) -> None:

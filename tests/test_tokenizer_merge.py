@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from tokenizers import pre_tokenizers
 from pangu_cli import tokenizer as tk
 from pangu_cli.errors import UserError
 from stages.tokenizer_build import TokenizerBuildConfig, run
-from tests.test_tokenizer import EDGE_CASES, random_text
+from tests.test_tokenizer import assert_lossless
 
 BYTES = set(pre_tokenizers.ByteLevel.alphabet())
 
@@ -40,13 +39,7 @@ def test_merged_tokenizer_is_a_valid_bpe(merged: tuple[Path, dict]) -> None:
     assert seen == set(model["vocab"]) - set(tk.SPECIAL_TOKENS)
     assert tk.unreachable_tokens(tok) == []
     # lossless on any UTF-8 text; special strings in text stay text
-    r = random.Random(7)
-    texts = EDGE_CASES + [random_text(r) for _ in range(2000)]
-    encodings = tok.encode_batch(texts, add_special_tokens=False)
-    decoded = tok.decode_batch([e.ids for e in encodings], skip_special_tokens=False)
-    for text, back, enc in zip(texts, decoded, encodings, strict=True):
-        assert back == text
-        assert all(i >= tk.NUM_SPECIAL for i in enc.ids)
+    assert_lossless(tok, seed=7, n_random=2000)
 
 
 def test_manifest_compares_with_mixed(merged: tuple[Path, dict]) -> None:

@@ -98,14 +98,7 @@ class HFStep:
         self.device, self.dtype = device, dtype
         # torch's AdamW with its defaults (foreach), as transformers' Trainer builds it
         # (adamw_torch), with pangu's hyperparameters and weight-decay groups.
-        optim = OptimSection(lr=lr)
-        decay = [p for p in self.model.parameters() if p.ndim >= 2]
-        no_decay = [p for p in self.model.parameters() if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": optim.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
-        )  # fmt: skip
+        self.optimizer = build_optimizer(self.model, OptimSection(lr=lr), fused=False)
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def __call__(self, batch: Batch) -> float:

@@ -160,7 +160,7 @@ def apply_fsdp(
         fully_shard(block, mesh=dp_mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
     fully_shard(model, mesh=dp_mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
     # Sum, not average, the gradients over data-parallel ranks: train_step's loss is
-    # already divided by the global target count, as single-process cross_entropy is.
+    # already divided by the global target count, as the single-process mean is.
     # A plain SUM (no PREMUL_SUM(1.0), which gloo lacks) with nothing divided after.
     for module in model.modules():
         if isinstance(module, FSDPModule):

@@ -21,11 +21,7 @@ from torch.distributed.tensor import DTensor
 
 from pangu_cli.packing import Batch
 from pangu_cli.parallel.apply import ParallelModel
-from pangu_cli.parallel.step import loss_context
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+from pangu_cli.parallel.step import autocast_context, loss_context
 
 
 def _pipelined_logits(pm: ParallelModel, batch: Batch) -> torch.Tensor | None:
@@ -70,7 +66,7 @@ def evaluate_batches(
     token_bytes = token_bytes.to(device)
     sums: dict[str, list[float]] = {}
     for domain, batch in batches:
-        with torch.no_grad(), _autocast(device, autocast_dtype):
+        with torch.no_grad(), autocast_context(device, autocast_dtype):
             if pm is not None and pm.cfg.pp > 1:
                 logits = _pipelined_logits(pm, batch)
             else:

@@ -35,7 +35,9 @@ def local_batch(pm: ParallelModel, batch: Batch) -> dict[str, torch.Tensor | Non
     }
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+def autocast_context(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
@@ -64,7 +66,7 @@ def forward_backward(
     kwargs = {"position_ids": local["position_ids"]}
     if local["doc_ids"] is not None:
         kwargs["doc_ids"] = local["doc_ids"]
-    with _autocast(pm.device, autocast_dtype):
+    with autocast_context(pm.device, autocast_dtype):
         if pm.schedule is None:
             with loss_context(pm):
                 loss = pm.module(local["inputs"], targets=local["targets"], **kwargs) / n_tokens
